@@ -1,0 +1,89 @@
+"""One root error with categories.
+
+Every user-facing failure is an ``XarchError`` (or subclass). Its ``str()`` is one clear line:
+what went wrong, where, and how to fix it. The CLI prints that line and exits with
+``exit_code``; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Category(str, Enum):
+    USAGE = "usage"  # bad flags, bad references, bad platform strings
+    INPUT = "input"  # bad Dockerfile, bad manifest, bad file
+    NOT_FOUND = "not-found"  # unknown tag, missing blob, missing stage
+    AUTH = "auth"  # 401/403, wrong password
+    NETWORK = "network"  # registry down, timeouts
+    INTEGRITY = "integrity"  # digest or size mismatch, unsafe tar entry
+    REGISTRY = "registry"  # registry answered with an error code
+    RUNTIME = "runtime"  # runc/crun/qemu failures, RUN exit codes
+    STORE = "store"  # local store / filesystem problems
+    SECURITY = "security"  # signature verification failures
+    INTERNAL = "internal"
+
+
+class XarchError(Exception):
+    """Root of every error xarch raises on purpose."""
+
+    category: Category = Category.INTERNAL
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(XarchError):
+    category = Category.USAGE
+    exit_code = 2
+
+
+class InputError(XarchError):
+    category = Category.INPUT
+
+
+class NotFoundError(XarchError):
+    category = Category.NOT_FOUND
+
+
+class AuthError(XarchError):
+    category = Category.AUTH
+
+
+class NetworkError(XarchError):
+    category = Category.NETWORK
+
+
+class IntegrityError(XarchError):
+    category = Category.INTEGRITY
+
+
+class RegistryError(XarchError):
+    category = Category.REGISTRY
+
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.status = status
+
+
+class RuntimeFailure(XarchError):
+    category = Category.RUNTIME
+
+
+class StoreError(XarchError):
+    category = Category.STORE
+
+
+class VerificationError(XarchError):
+    category = Category.SECURITY

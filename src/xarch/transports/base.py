@@ -1,0 +1,70 @@
+"""The mirrored source/sink verbs every transport implements.
+
+Registry, OCI layout, OCI archive, docker archive and the local store are all sources and
+sinks with the same verbs, so ``copy`` is one algorithm over any pair. Sources hand out raw
+bytes and chunk streams; sinks never make a blob visible until its size and digest matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.digest import Digest
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """Read side. ``name`` is a human label for progress and errors (e.g. ``oci:/tmp/x:v1``)."""
+
+    name: str
+
+    def resolve(self) -> Descriptor:
+        """Descriptor (media type, digest, size) of the root manifest or index this source names.
+
+        Raises NotFoundError when the tag/name does not exist.
+        """
+        ...
+
+    def fetch_manifest(self, desc: Descriptor) -> bytes:
+        """Exact raw bytes of a manifest or index; verified against ``desc.digest`` and size."""
+        ...
+
+    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
+        """Chunks of a blob. The consumer (a sink) verifies size and digest before committing."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ImageSink(Protocol):
+    """Write side. ``put_*`` are idempotent; ``commit`` makes the named reference visible."""
+
+    name: str
+
+    def has_blob(self, desc: Descriptor) -> bool: ...
+
+    def put_blob(self, desc: Descriptor, chunks: Iterable[bytes]) -> None:
+        """Store a blob. Raises IntegrityError (and stores nothing) if size or digest differ."""
+        ...
+
+    def put_manifest(self, raw: bytes, media_type: str, *, root: bool = False) -> Digest:
+        """Store a manifest/index by digest. ``root=True`` marks the one the reference names
+        (it gets the tag on commit). Children are always put before their parents."""
+        ...
+
+    def commit(self) -> None:
+        """Tag the root / finalise the archive. Nothing is visible under the final name before."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class BlobMounter(Protocol):
+    """Optional sink capability: make a blob appear without transferring it (registry
+    cross-repository mount). Returns True when mounted, False when the sink must upload."""
+
+    def mount_blob(self, desc: Descriptor, source: ImageSource) -> bool: ...
