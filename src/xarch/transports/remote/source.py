@@ -1,0 +1,133 @@
+"""Registry as an ImageSource / ImageSink (+ BlobMounter) for the copy engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from xarch.errors import IntegrityError, XarchError
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.digest import Digest
+from xarch.oci.reference import Reference
+from xarch.transports.base import ImageSource
+from xarch.transports.remote.client import RegistryClient, api_host
+from xarch.transports.remote.errors import RegistryAuthError, RegistryNotFoundError
+from xarch.transports.remote.options import EventCallback, RegistryOptions
+
+_DEFAULT_TAG = "latest"
+
+
+class RemoteSource:
+    """Reads the image a reference names from its registry."""
+
+    def __init__(
+        self,
+        ref: Reference,
+        options: RegistryOptions | None = None,
+        *,
+        client: RegistryClient | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self.ref = ref
+        self.name = str(ref)
+        self._owns_client = client is None
+        self.client = client or RegistryClient(ref.registry, options, on_event=on_event)
+
+    @property
+    def repository(self) -> str:
+        return self.ref.repository
+
+    def resolve(self) -> Descriptor:
+        desc = self.client.head_manifest(self.ref.repository, self.ref.identifier)
+        if desc is None:
+            # GET gives the registry's own error (MANIFEST_UNKNOWN…) as a NotFoundError.
+            raw, media_type, digest = self.client.get_manifest(
+                self.ref.repository, self.ref.identifier
+            )
+            desc = Descriptor(media_type, digest, len(raw))
+        return desc
+
+    def fetch_manifest(self, desc: Descriptor) -> bytes:
+        raw, _, _ = self.client.get_manifest(self.ref.repository, str(desc.digest))
+        if len(raw) != desc.size:
+            raise IntegrityError(
+                f"manifest {desc.digest} from {self.name} has {len(raw)} bytes, descriptor says {desc.size}"
+            )
+        return raw
+
+    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
+        return self.client.get_blob(self.ref.repository, desc)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+class RemoteSink:
+    """Writes an image to a registry. Children go up by digest as they come; the root is
+    only PUT under the tag in ``commit`` so nothing partial is visible under the name."""
+
+    def __init__(
+        self,
+        ref: Reference,
+        options: RegistryOptions | None = None,
+        *,
+        client: RegistryClient | None = None,
+        on_event: EventCallback | None = None,
+        monolithic_max: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.ref = ref
+        self.name = str(ref)
+        self._owns_client = client is None
+        self.client = client or RegistryClient(ref.registry, options, on_event=on_event)
+        self._monolithic_max = monolithic_max
+        self._root: tuple[bytes, str, Digest] | None = None
+        self.pushed: Digest | None = None  # digest of the committed root
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.client.has_blob(self.ref.repository, desc.digest)
+
+    def put_blob(self, desc: Descriptor, chunks: Iterable[bytes]) -> None:
+        self.client.upload_blob(
+            self.ref.repository, desc, chunks, monolithic_max=self._monolithic_max
+        )
+
+    def put_manifest(self, raw: bytes, media_type: str, *, root: bool = False) -> Digest:
+        digest = Digest.from_bytes(raw)
+        if root:
+            self._root = (raw, media_type, digest)
+            return digest
+        return self.client.put_manifest(self.ref.repository, str(digest), raw, media_type)
+
+    def commit(self) -> None:
+        if self._root is None:
+            raise XarchError(f"nothing to commit to {self.name}: no root manifest was written")
+        raw, media_type, digest = self._root
+        if self.ref.digest is not None and self.ref.digest != digest:
+            raise IntegrityError(
+                f"{self.name}: the image to push has digest {digest}, the reference pins {self.ref.digest}"
+            )
+        if self.ref.tag is not None:
+            target = self.ref.tag
+        elif self.ref.digest is not None:
+            target = str(self.ref.digest)
+        else:
+            target = _DEFAULT_TAG
+        self.client.put_manifest(self.ref.repository, target, raw, media_type)
+        self.pushed = digest
+
+    def mount_blob(self, desc: Descriptor, source: ImageSource) -> bool:
+        """Cross-repository mount when ``source`` is a repository on the same registry."""
+        if not isinstance(source, RemoteSource):
+            return False
+        if api_host(source.ref.registry) != api_host(self.ref.registry):
+            return False
+        if source.ref.repository == self.ref.repository:
+            return self.has_blob(desc)
+        try:
+            return self.client.mount_blob(self.ref.repository, desc.digest, source.ref.repository)
+        except (RegistryAuthError, RegistryNotFoundError):
+            return False  # no pull access to the source, or it vanished: upload instead
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()

@@ -1,0 +1,315 @@
+"""The local image store: one OCI image layout at ``$XARCH_HOME/store``.
+
+``XARCH_HOME`` defaults to ``$XDG_DATA_HOME/xarch``, else ``~/.local/share/xarch``. Every image
+in the store is a top-level descriptor of ``index.json`` annotated with
+``org.opencontainers.image.ref.name`` = the *fully normalised* reference (``hello:1`` is stored
+as ``docker.io/library/hello:1``, ``localhost/app:dev`` stays as is; a name without tag gets
+``:latest``) and ``io.xarch.created`` (RFC 3339 UTC). Because the store is a plain OCI layout,
+``skopeo copy oci:$XARCH_HOME/store:docker.io/library/hello:1 …`` works too.
+
+Concurrency: blobs are written content-addressed and atomically (see ``xarch.content.store``),
+``index.json`` changes under an exclusive flock, and ``prune`` runs only while no writer session
+holds the shared GC lock, so concurrent builds/pulls and a prune never lose content.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from xarch.content.store import MAX_MANIFEST_SIZE, REF_NAME, ContentStore, children
+from xarch.errors import InputError, NotFoundError, UsageError
+from xarch.oci import mediatype as mt
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.digest import Digest
+from xarch.oci.manifest import load_json_object, parse_any
+from xarch.oci.reference import Reference
+from xarch.transports.layout import LayoutSink, verify_manifest_bytes
+
+CREATED = "io.xarch.created"
+
+
+def xarch_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("XARCH_HOME"):
+        return Path(env["XARCH_HOME"])
+    if env.get("XDG_DATA_HOME"):
+        return Path(env["XDG_DATA_HOME"]) / "xarch"
+    return Path(env.get("HOME") or Path.home()) / ".local" / "share" / "xarch"
+
+
+def default_store_root(env: Mapping[str, str] | None = None) -> Path:
+    return xarch_home(env) / "store"
+
+
+def normalize_name(name: str) -> str:
+    """The key an image is stored under: full reference, ``:latest`` when no tag/digest."""
+    try:
+        ref = Reference.parse(name)
+    except InputError as e:
+        raise UsageError(f"invalid image name {name!r}: {e.message}") from None
+    if ref.tag is None and ref.digest is None:
+        ref = ref.with_tag("latest")
+    return str(ref)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(s: str | None) -> datetime | None:
+    if not s:
+        return None
+    try:
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    name: str
+    descriptor: Descriptor
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    removed_blobs: int
+    freed_bytes: int
+    removed_digests: tuple[Digest, ...] = ()
+
+
+class LocalStore:
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.content = ContentStore(self.root, fsync=fsync)
+
+    @classmethod
+    def default(cls, env: Mapping[str, str] | None = None) -> LocalStore:
+        return cls(default_store_root(env))
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    # -- names -------------------------------------------------------------------------------
+    def list(self) -> list[StoreEntry]:
+        out = []
+        for e in self.content.read_index():
+            name = e.annotations.get(REF_NAME)
+            if name is None:
+                continue
+            out.append(StoreEntry(name, _strip(e), _parse_time(e.annotations.get(CREATED))))
+        return sorted(out, key=lambda s: s.name)
+
+    def _find(self, key: str) -> Descriptor | None:
+        for e in reversed(self.content.read_index()):
+            if e.annotations.get(REF_NAME) == key:
+                return e
+        return None
+
+    def resolve(self, name: str) -> Descriptor:
+        """Descriptor of the image stored under ``name`` (``name@digest`` also finds content)."""
+        key = normalize_name(name)
+        found = self._find(key)
+        if found is not None:
+            return _strip(found)
+        ref = Reference.parse(key)
+        if ref.digest is not None:
+            # By digest: any stored manifest with that digest (tags are only labels).
+            desc = self._descriptor_for_digest(ref.digest)
+            if desc is not None:
+                return desc
+        raise NotFoundError(
+            f"image {key} not found in the local store {self.root}",
+            hint="list images with 'xarch images' or pull it first",
+        )
+
+    def _descriptor_for_digest(self, digest: Digest) -> Descriptor | None:
+        for e in self.content.read_index():
+            if e.digest == digest:
+                return _strip(e)
+        if not self.content.has(digest):
+            return None
+        size = self.content.size(digest)
+        if size > MAX_MANIFEST_SIZE:
+            return None
+        raw = self.content.read_bytes(digest)
+        try:
+            doc = parse_any(raw)
+        except InputError:
+            return None
+        return Descriptor(doc.media_type, digest, size)
+
+    def tag(self, src_name: str, dst_name: str) -> Descriptor:
+        desc = self.resolve(src_name)
+        self.set_name(dst_name, desc)
+        return desc
+
+    def set_name(self, name: str, desc: Descriptor) -> None:
+        """Point ``name`` at ``desc`` (content must already be in the store)."""
+        key = normalize_name(name)
+        if not self.content.has(desc):
+            raise NotFoundError(f"cannot tag {key}: {desc.digest} is not in the local store")
+        entry = desc.replace(annotations={REF_NAME: key, CREATED: _now()})
+        self.content.update_index(
+            lambda es: [*(e for e in es if e.annotations.get(REF_NAME) != key), entry]
+        )
+
+    def remove(self, name: str) -> Descriptor:
+        """Untag; content stays until ``prune``."""
+        key = normalize_name(name)
+        removed: builtins.list[Descriptor] = []
+
+        def update(es: list[Descriptor]) -> list[Descriptor]:
+            keep: builtins.list[Descriptor] = []
+            for e in es:
+                (removed if e.annotations.get(REF_NAME) == key else keep).append(e)
+            return keep
+
+        self.content.update_index(update)
+        if not removed:
+            raise NotFoundError(f"image {key} not found in the local store {self.root}")
+        return _strip(removed[-1])
+
+    # -- GC ----------------------------------------------------------------------------------
+    def prune(self, *, wait: float | None = 30.0) -> PruneReport:
+        """Delete every blob not reachable from a named image (or a referrer of one).
+
+        Waits up to ``wait`` seconds (None: forever) for active writers to finish, then raises
+        StoreError; blobs a writer has ingested but not yet tagged are never collected.
+        """
+        self.content.init()
+        with self.content.gc_lock(wait), self.content.index_lock():
+            roots = self.content.read_index()
+            marked: builtins.set[Digest] = set()
+            self._mark_all(roots, marked)
+            # Referrers (signatures, SBOMs) are kept while their subject is reachable; they may
+            # themselves be subjects of further referrers, so iterate to a fixpoint.
+            subjects = self._subjects()
+            changed = True
+            while changed:
+                changed = False
+                for digest, subject in subjects.items():
+                    if digest not in marked and subject in marked:
+                        self._mark_all(
+                            [self._descriptor_for_digest(digest) or _bare(digest)], marked
+                        )
+                        changed = True
+            removed: builtins.list[Digest] = []
+            freed = 0
+            for digest, size in list(self.content.walk()):
+                if digest in marked:
+                    continue
+                if self.content.delete(digest):
+                    removed.append(digest)
+                    freed += size
+            self.content.cleanup_ingest()
+        return PruneReport(len(removed), freed, tuple(removed))
+
+    def _mark_all(self, descs: Iterable[Descriptor], marked: builtins.set[Digest]) -> None:
+        stack = list(descs)
+        while stack:
+            d = stack.pop()
+            if d.digest in marked:
+                continue
+            marked.add(d.digest)
+            if not (mt.is_index(d.media_type) or mt.is_manifest(d.media_type)):
+                continue
+            if not self.content.has(d.digest):
+                continue
+            try:
+                doc = parse_any(self.content.read_bytes(d.digest), d.media_type)
+            except Exception:
+                continue  # verify() reports it; GC keeps what it cannot read through
+            stack.extend(children(doc))
+
+    def _subjects(self) -> dict[Digest, Digest]:
+        """digest → subject digest for every manifest/index blob carrying a ``subject``."""
+        out: dict[Digest, Digest] = {}
+        for digest, size in self.content.walk():
+            if size > MAX_MANIFEST_SIZE:
+                continue
+            try:
+                with self.content.open(digest) as f:
+                    head = f.read(1)
+                    if head != b"{":
+                        continue
+                    raw = head + f.read()
+                doc = load_json_object(raw, "manifest")
+            except Exception:
+                continue
+            subject = doc.get("subject")
+            if not isinstance(subject, dict) or ("layers" not in doc and "manifests" not in doc):
+                continue
+            try:
+                out[digest] = Digest(subject.get("digest", ""))
+            except Exception:
+                continue
+        return out
+
+    def verify(self) -> builtins.list[str]:
+        return self.content.verify_all()
+
+    # -- transports --------------------------------------------------------------------------
+    def source(self, name: str) -> StoreSource:
+        return StoreSource(self, name)
+
+    def sink(self, name: str) -> StoreSink:
+        return StoreSink(self, name)
+
+
+def _strip(e: Descriptor) -> Descriptor:
+    return Descriptor(e.media_type, e.digest, e.size, platform=e.platform)
+
+
+def _bare(d: Digest) -> Descriptor:
+    return Descriptor("application/octet-stream", d, 0)
+
+
+class StoreSource:
+    def __init__(self, store: LocalStore, name: str) -> None:
+        self.store = store
+        self.key = normalize_name(name)
+        self.name = f"store:{self.key}"
+
+    def resolve(self) -> Descriptor:
+        return self.store.resolve(self.key)
+
+    def fetch_manifest(self, desc: Descriptor) -> bytes:
+        try:
+            raw = self.store.content.read_bytes(desc.digest, verify=False)
+        except NotFoundError:
+            raise NotFoundError(
+                f"{self.name}: manifest {desc.digest} is missing from the store"
+            ) from None
+        return verify_manifest_bytes(raw, desc, self.name)
+
+    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
+        if not self.store.content.path(desc).is_file():
+            raise NotFoundError(f"{self.name}: blob {desc.digest} is missing from the store")
+        return self.store.content.iter_chunks(desc)
+
+    def close(self) -> None:
+        pass
+
+
+class StoreSink(LayoutSink):
+    """Writes into the store; ``commit`` tags the root with the normalised name + timestamp."""
+
+    def __init__(self, store: LocalStore, name: str) -> None:
+        key = normalize_name(name)
+        if Reference.parse(key).tag is None:
+            raise UsageError(f"cannot store under {key}: a tag is needed to name it (NAME:TAG)")
+        super().__init__(store.root, key, name=f"store:{key}")
+        self.store = store.content
+        self.local_store = store
+
+    def root_annotations(self) -> dict[str, str]:
+        ann = super().root_annotations()
+        ann[CREATED] = _now()
+        return ann
