@@ -74,7 +74,7 @@ def run_zstd(chunks: list[bytes]) -> int:
 class _NullSink:
     """Discards output: isolates hashing+compression from disk speed."""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         return len(data)
 
     def flush(self) -> None:
@@ -87,7 +87,7 @@ def run_writer(
     def go(chunks: list[bytes]) -> int:
         with tempfile.TemporaryDirectory() as d:
             dest = Path(d) / "blob" if to_file else _NullSink()
-            w = LayerWriter(compression, dest=dest, parallel=parallel)  # type: ignore[arg-type]
+            w = LayerWriter(compression, dest=dest, parallel=parallel)
             for x in chunks:
                 w.write(x)
             return w.close().size

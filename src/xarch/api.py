@@ -9,7 +9,6 @@ and returns a frozen result the caller renders. Nothing here prints; progress go
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -139,9 +138,7 @@ def _store(store: LocalStore | None) -> LocalStore:
     return store if store is not None else LocalStore.default()
 
 
-def _location(
-    s: str, options: RegistryOptions | None, store: LocalStore | None
-) -> Location:
+def _location(s: str, options: RegistryOptions | None, store: LocalStore | None) -> Location:
     return parse_location(s, default_store=store, registry_options=options)
 
 
@@ -202,48 +199,18 @@ def copy(
         plats = None
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    emit = on_event or _emit_none
     src_opts = replace(registry_options or RegistryOptions(), parallelism=max(jobs, 1))
     dst_opts = replace(
         dest_registry_options or registry_options or RegistryOptions(), parallelism=max(jobs, 1)
     )
     src_loc = _location(src, src_opts, store)
     dst_loc = _location(dst, dst_opts, store)
-    started = time.monotonic()
-    source = open_source(src_loc, on_event=_retry_forwarder(emit))
+    source = open_source(src_loc, on_event=_retry_forwarder(on_event or _emit_none))
     try:
-        sink = open_sink(dst_loc, on_event=_retry_forwarder(emit))
-        try:
-            from_repo = getattr(source, "repository", "")
-
-            def on_copy(e: CopyEvent) -> None:
-                detail = e.detail
-                if e.kind == "mount":
-                    detail = f"from {from_repo}" if from_repo else ""
-                emit(ProgressEvent(e.kind, str(e.digest), e.size, e.size, detail))
-
-            result: _EngineResult = copy_image(
-                source,
-                _wrap_sink(sink, emit),
-                platforms=plats,
-                jobs=jobs,
-                on_event=on_copy,
-            )
-        finally:
-            sink.close()
+        result = _run_copy(source, dst_loc, plats, jobs, on_event)
     finally:
         source.close()
-    return CopyResult(
-        source=str(src_loc),
-        destination=str(dst_loc),
-        root=result.root,
-        manifests=tuple(result.manifests),
-        blobs_copied=result.blobs_copied,
-        blobs_skipped=result.blobs_skipped,
-        blobs_mounted=result.blobs_mounted,
-        bytes=result.bytes,
-        seconds=time.monotonic() - started,
-    )
+    return replace(result, source=str(src_loc))
 
 
 # -- inspect -----------------------------------------------------------------------------------
@@ -350,6 +317,7 @@ def _summarize(
         return base
     c = cfg.config
     labels = c.get("Labels") or {}
+    plat: str | None
     try:
         plat = str(cfg.platform)
     except (KeyError, TypeError):
@@ -427,9 +395,7 @@ def inspect(
                 if want is not None and s.platform is not None:
                     have_p = Platform.parse(s.platform)
                     if not want.matches(have_p):
-                        raise NotFoundError(
-                            f"{source.name}: image is for {s.platform}, not {want}"
-                        )
+                        raise NotFoundError(f"{source.name}: image is for {s.platform}, not {want}")
                 images.append(s)
         return InspectResult(
             name=source.name,
@@ -540,6 +506,7 @@ def manifest_create(
     on_event: EventCallback | None = None,
     registry_options: RegistryOptions | None = None,
     store: LocalStore | None = None,
+    dry_run: bool = False,
 ) -> ManifestCreateResult:
     """Merge images (typically ``repo@sha256:…`` pushed per architecture) into one index and
     write it, with everything it references, to ``target``.
@@ -548,7 +515,7 @@ def manifest_create(
     source index or else from the image config. Like ``docker buildx imagetools create``, the
     result is a Docker manifest list when every entry is Docker-typed and no index annotation
     is asked for, an OCI index otherwise; a single index source without annotations is written
-    byte for byte.
+    byte for byte. ``dry_run`` builds the index and writes nothing.
     """
     if not sources:
         raise UsageError("manifest create needs at least one source image")
@@ -617,16 +584,11 @@ def manifest_create(
                 annotations=index_ann or None,
             )
             root, root_raw = index.descriptor, index.raw
+        target_loc = _location(target, opts, store)
+        if dry_run:
+            return ManifestCreateResult(str(target_loc), root, root_raw, tuple(unique))
         merged = _MergedSource(root, root_raw, owners)
-        result = copy(
-            "",
-            target,
-            jobs=jobs,
-            on_event=on_event,
-            registry_options=opts,
-            store=store,
-            _source=merged,
-        ) if False else _copy_from(merged, target, jobs, on_event, opts, store)
+        result = _run_copy(merged, target_loc, None, jobs, on_event)
         return ManifestCreateResult(
             target=result.destination, descriptor=root, raw=root_raw, entries=tuple(unique)
         )
@@ -635,24 +597,27 @@ def manifest_create(
             src.close()
 
 
-def _copy_from(
+def _run_copy(
     source: ImageSource,
-    target: str,
+    loc: Location,
+    platforms: list[Platform] | None,
     jobs: int,
     on_event: EventCallback | None,
-    opts: RegistryOptions,
-    store: LocalStore | None,
 ) -> CopyResult:
     emit = on_event or _emit_none
-    loc = _location(target, opts, store)
+    from_repo = getattr(source, "repository", "")
+
+    def on_copy(e: CopyEvent) -> None:
+        detail = e.detail
+        if e.kind == "mount":
+            detail = f"from {from_repo}" if from_repo else ""
+        emit(ProgressEvent(e.kind, str(e.digest), e.size, e.size, detail))
+
     started = time.monotonic()
     sink = open_sink(loc, on_event=_retry_forwarder(emit))
     try:
-        r = copy_image(
-            source,
-            _wrap_sink(sink, emit),
-            jobs=jobs,
-            on_event=lambda e: emit(ProgressEvent(e.kind, str(e.digest), e.size, e.size, e.detail)),
+        r: _EngineResult = copy_image(
+            source, _wrap_sink(sink, emit), platforms=platforms, jobs=jobs, on_event=on_copy
         )
     finally:
         sink.close()
@@ -746,8 +711,9 @@ def list_images(store: LocalStore | None = None) -> list[StoreImage]:
     for e in st.list():
         size, plats = _tree(st, e.descriptor)
         out.append(
-            StoreImage(e.name, e.descriptor.digest, e.descriptor.media_type, size,
-                       tuple(plats), e.created)
+            StoreImage(
+                e.name, e.descriptor.digest, e.descriptor.media_type, size, tuple(plats), e.created
+            )
         )
     return out
 
@@ -810,7 +776,9 @@ def _reachable(st: LocalStore) -> set[Digest]:
             doc = json.loads(raw)
             subject = doc.get("subject") if isinstance(doc, dict) else None
             if isinstance(subject, dict) and ("layers" in doc or "manifests" in doc):
-                media = doc.get("mediaType") or (mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST)
+                media = doc.get("mediaType") or (
+                    mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+                )
                 subjects[digest] = (str(media), Digest(subject.get("digest", "")))
         except Exception:
             continue
@@ -830,9 +798,7 @@ def prune(*, dry_run: bool = False, store: LocalStore | None = None) -> PruneRes
         return PruneResult((), dry_run)
     if dry_run:
         keep = _reachable(st)
-        return PruneResult(
-            tuple((d, size) for d, size in st.content.walk() if d not in keep), True
-        )
+        return PruneResult(tuple((d, size) for d, size in st.content.walk() if d not in keep), True)
     sizes = dict(st.content.walk())
     report = st.prune()
     return PruneResult(tuple((d, sizes.get(d, 0)) for d in report.removed_digests), False)
@@ -862,7 +828,9 @@ def normalize_registry(registry: str) -> str:
     if r.startswith("index.docker.io"):
         return "docker.io"
     if not r:
-        raise UsageError(f"invalid registry {registry!r}: expected a host like ghcr.io or localhost:5000")
+        raise UsageError(
+            f"invalid registry {registry!r}: expected a host like ghcr.io or localhost:5000"
+        )
     return r
 
 
@@ -887,6 +855,3 @@ def logout(registry: str, *, registry_options: RegistryOptions | None = None) ->
     from xarch.transports.remote import logout as _logout
 
     return _logout(normalize_registry(registry), registry_options)
-
-
-_ = threading  # progress callbacks are called from worker threads; renderers lock themselves

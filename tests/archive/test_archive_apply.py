@@ -4,6 +4,7 @@ import io
 import os
 import stat
 from pathlib import Path
+from typing import cast
 
 import pytest
 from tests.archive.conftest import build_tree, requires_root
@@ -11,6 +12,7 @@ from tests.archive.conftest import snapshot as _snapshot
 from tests.archive.helpers import make_tar
 
 from xarch.archive import apply_layer, entries_from_tree, write_layer
+from xarch.archive.apply import ApplyMode
 from xarch.errors import IntegrityError, StoreError, UsageError
 
 
@@ -75,7 +77,7 @@ def test_corrupt_stream_is_integrity_error(tmp_path: Path) -> None:
 
 def test_bad_mode_and_root(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
-        apply_layer(io.BytesIO(b""), tmp_path, mode="merge")  # type: ignore[arg-type]
+        apply_layer(io.BytesIO(b""), tmp_path, mode=cast(ApplyMode, "merge"))
     with pytest.raises(StoreError):
         apply_layer(io.BytesIO(b""), tmp_path / "missing")
 
@@ -253,3 +255,19 @@ def test_whiteout_never_removes_this_layers_own_entries(tmp_path: Path) -> None:
     # '-' sorts before '.', so a sorted layer may carry '-x' before '.wh.-x'
     apply_layer(io.BytesIO(make_tar(("file", "-x", "mine"), ("file", ".wh.-x", ""))), root)
     assert (root / "-x").read_text() == "mine"
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_corrupt_or_truncated_zstd_and_plain(tmp_path: Path, compression: str) -> None:
+    src = tmp_path / "src"
+    build_tree(src)
+    blob = _layer(src, compression)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(IntegrityError):
+        apply_layer(io.BytesIO(blob[: len(blob) // 2]), tmp_path / "a")
+    if compression == "zstd":
+        bad = bytearray(blob)
+        bad[len(bad) // 2] ^= 0xFF
+        (tmp_path / "b").mkdir()
+        with pytest.raises(IntegrityError):
+            apply_layer(io.BytesIO(bytes(bad)), tmp_path / "b")

@@ -70,7 +70,7 @@ def _mutate(m: Path) -> None:
 
 
 def _round_trip(
-    lower: Path, entries: Iterator[TarEntry], expected: dict[str, object], tmp: Path
+    lower: Path, entries: Iterator[TarEntry], expected: dict[str, tuple[object, ...]], tmp: Path
 ) -> None:
     r = write_layer(entries, compression="gzip")
     assert r.data is not None

@@ -133,7 +133,7 @@ class _Applier:
                 f"writes through symlink {e.link!r} -> {e.target!r} that points outside the root"
             ) from None
         except UnsafePathError as e:
-            raise self._bad(str(e)) from None
+            raise self._bad(str(e).split(": ", 1)[-1]) from None
 
     def _resolve(self, rel: str) -> Path:
         """The on-disk location for root-relative ``rel`` (final component not followed)."""

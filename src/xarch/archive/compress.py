@@ -58,6 +58,13 @@ def layer_media_type(compression: str, *, oci_media_types: bool = True) -> str:
     raise UsageError(f"unknown compression {compression!r} (use one of: {', '.join(COMPRESSIONS)})")
 
 
+class BlobSink(Protocol):
+    """Where blob bytes go when not to a path: an open binary file, a socket wrapper, ..."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
+    def flush(self) -> None: ...
+
+
 class _Compressor(Protocol):
     def compress(self, data: bytes | memoryview) -> bytes: ...
     def flush(self) -> bytes: ...
@@ -135,7 +142,7 @@ class LayerWriter:
         *,
         level: int | None = None,
         oci_media_types: bool = True,
-        dest: Path | BinaryIO | None = None,
+        dest: Path | BlobSink | None = None,
         algorithm: str = "sha256",
         parallel: bool = True,
     ) -> None:
@@ -150,29 +157,31 @@ class LayerWriter:
             self._compressor = None
         self._diff = Digester(algorithm)
         self._blob = Digester(algorithm) if self._compressor is not None else self._diff
-        self._pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="xarch-layer-hash")
-            if parallel and self._compressor is not None
-            else None
-        )
         self._buf = bytearray()
         self._path: Path | None = None
         self._own_file = False
         self._mem: io.BytesIO | None = None
-        self._out: BinaryIO
+        self._out: BlobSink
+        self._file: BinaryIO | None = None  # our own file when dest is a path
         if dest is None:
             self._mem = io.BytesIO()
             self._out = self._mem
         elif isinstance(dest, (str, os.PathLike)):
             self._path = Path(dest)
             try:
-                self._out = open(self._path, "wb")  # noqa: SIM115 - closed in close()/abort()
+                self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()/abort()
             except OSError as e:
                 raise StoreError(f"cannot create layer blob {self._path}: {e.strerror}") from e
             self._own_file = True
+            self._out = self._file
         else:
             self._out = dest
         self._result: LayerResult | None = None
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="xarch-layer-hash")
+            if parallel and self._compressor is not None
+            else None
+        )
 
     # -- file-object protocol ------------------------------------------------------------------
     def writable(self) -> bool:
@@ -233,9 +242,9 @@ class LayerWriter:
             if self._compressor is not None:
                 self._emit(self._compressor.flush())
             self._out.flush()
-            if self._own_file:
-                os.fsync(self._out.fileno())
-                self._out.close()
+            if self._own_file and self._file is not None:
+                os.fsync(self._file.fileno())
+                self._file.close()
                 self._own_file = False
         except BaseException:
             self.abort()
@@ -262,9 +271,9 @@ class LayerWriter:
     def abort(self) -> None:
         """Discard a half-written blob (removes ``dest`` if we created it)."""
         self._shutdown()
-        if self._own_file:
+        if self._own_file and self._file is not None:
             try:
-                self._out.close()
+                self._file.close()
             finally:
                 if self._path is not None:
                     self._path.unlink(missing_ok=True)
@@ -297,7 +306,7 @@ def compress_stream(
     *,
     level: int | None = None,
     oci_media_types: bool = True,
-    dest: Path | BinaryIO | None = None,
+    dest: Path | BlobSink | None = None,
 ) -> LayerResult:
     """Compress an uncompressed tar (file object or chunk iterable) in one pass."""
     w = LayerWriter(compression, level=level, oci_media_types=oci_media_types, dest=dest)

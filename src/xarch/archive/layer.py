@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
 
-from xarch.archive.compress import LayerResult, LayerWriter
+from xarch.archive.compress import BlobSink, LayerResult, LayerWriter
 from xarch.archive.entry import TarEntry
 from xarch.archive.tarwriter import TarWriter
 
 
 def write_layer(
     entries: Iterable[TarEntry],
-    dest: Path | BinaryIO | None = None,
+    dest: Path | BlobSink | None = None,
     *,
     compression: str = "gzip",
     level: int | None = None,

@@ -134,7 +134,7 @@ def safe_join(
         links += 1
         if links > MAX_SYMLINKS:
             raise UnsafePathError(
-                f"unsafe path {name!r} under {base}: too many levels of symbolic links (loop?)"
+                f"unsafe path {name!r}: too many levels of symbolic links under {base} (a loop?)"
             )
         target = os.readlink(candidate)
         if strict is not None and strict(candidate):

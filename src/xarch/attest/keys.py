@@ -100,7 +100,15 @@ def pem_encode(pem_type: str, der: bytes) -> bytes:
     b64 = binascii.b2a_base64(der, newline=False)
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     t = pem_type.encode("ascii")
-    return b"-----BEGIN " + t + b"-----\n" + b"".join(x + b"\n" for x in lines) + b"-----END " + t + b"-----\n"
+    return (
+        b"-----BEGIN "
+        + t
+        + b"-----\n"
+        + b"".join(x + b"\n" for x in lines)
+        + b"-----END "
+        + t
+        + b"-----\n"
+    )
 
 
 def pem_decode(data: bytes) -> PemBlock | None:
@@ -170,7 +178,9 @@ class EncryptedEnvelope:
 def _int_field(d: Mapping[str, Any], key: str) -> int:
     v = d.get(key, 0)
     if isinstance(v, bool) or not isinstance(v, int):
-        raise KeyFileError(f"malformed encrypted private key: kdf params {key!r} must be an integer")
+        raise KeyFileError(
+            f"malformed encrypted private key: kdf params {key!r} must be an integer"
+        )
     return v
 
 
@@ -198,7 +208,9 @@ def parse_envelope(body: bytes) -> EncryptedEnvelope:
         raise KeyFileError("malformed encrypted private key: kdf/cipher names must be strings")
     return EncryptedEnvelope(
         kdf_name=kdf_name,
-        params=ScryptParams(_int_field(params, "N"), _int_field(params, "r"), _int_field(params, "p")),
+        params=ScryptParams(
+            _int_field(params, "N"), _int_field(params, "r"), _int_field(params, "p")
+        ),
         salt=_b64_std(kdf.get("salt", ""), "'kdf.salt'"),
         cipher_name=cipher_name,
         nonce=_b64_std(cipher.get("nonce", ""), "'cipher.nonce'"),
@@ -242,9 +254,9 @@ def encrypt_private_key(
 
     # Go json.Marshal of go-securesystemslib's structs: this field order, no whitespace.
     envelope = (
-        '{"kdf":{"name":"scrypt","params":{"N":%d,"r":%d,"p":%d},"salt":"%s"},'
-        '"cipher":{"name":"nacl/secretbox","nonce":"%s"},"ciphertext":"%s"}'
-        % (params.n, params.r, params.p, b64(salt), b64(nonce), b64(sealed))
+        f'{{"kdf":{{"name":"scrypt","params":{{"N":{params.n},"r":{params.r},"p":{params.p}}},'
+        f'"salt":"{b64(salt)}"}},"cipher":{{"name":"nacl/secretbox","nonce":"{b64(nonce)}"}},'
+        f'"ciphertext":"{b64(sealed)}"}}'
     )
     return pem_encode(pem_type, envelope.encode("ascii"))
 
@@ -261,7 +273,9 @@ def decrypt_private_key(pem: bytes, password: bytes, *, source: str = "private k
         )
     env = parse_envelope(block.body)
     if env.kdf_name != "scrypt":
-        raise KeyFileError(f"{source}: decrypt: encrypted: unknown kdf name {json.dumps(env.kdf_name)}")
+        raise KeyFileError(
+            f"{source}: decrypt: encrypted: unknown kdf name {json.dumps(env.kdf_name)}"
+        )
     if env.cipher_name != "nacl/secretbox":
         raise KeyFileError(
             f"{source}: decrypt: encrypted: unknown cipher name {json.dumps(env.cipher_name)}"
@@ -370,8 +384,12 @@ def parse_pkcs8_private_key(der: bytes, *, source: str = "private key") -> Priva
     key = _load_der(der)
     if isinstance(key, ec.EllipticCurvePrivateKey) and go_curve_name(key) is None:
         raise KeyFileError(f"{source}: parsing private key: x509: unsupported elliptic curve")
-    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
-        raise KeyFileError(f"{source}: parsing private key: x509: unsupported or malformed PKCS #8 key")
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise KeyFileError(
+            f"{source}: parsing private key: x509: unsupported or malformed PKCS #8 key"
+        )
     return key
 
 
@@ -408,7 +426,9 @@ def public_key_pem(key: PrivateKey | PublicKey) -> bytes:
         pub = key.public_key()
     else:
         pub = key
-    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = pub.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return pem_encode(PUBLIC_KEY_PEM_TYPE, der)
 
 
@@ -444,13 +464,17 @@ def _validate(key: PrivateKey, kind: str, source: str) -> None:
     if isinstance(key, rsa.RSAPrivateKey):
         bits = key.key_size
         if bits not in _GOOD_RSA_BITS:
-            raise KeyFileError(f"{source}: error validating {kind} key: key size not supported: {bits}")
+            raise KeyFileError(
+                f"{source}: error validating {kind} key: key size not supported: {bits}"
+            )
         if key.public_key().public_numbers().e != 65537:
             raise KeyFileError(f"{source}: error validating {kind} key: key exponent must be 65537")
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         name = go_curve_name(key) or key.curve.name
         if name not in _GOOD_CURVES:
-            raise KeyFileError(f"{source}: error validating {kind} key: ECDSA curve {name} not allowed")
+            raise KeyFileError(
+                f"{source}: error validating {kind} key: ECDSA curve {name} not allowed"
+            )
 
 
 def import_key_pair(
@@ -479,7 +503,9 @@ def import_key_pair(
         _validate(key, "ecdsa", source)
     elif block.type == "PRIVATE KEY":
         key = _load_der(der) if _looks_pkcs8(der) else None
-        if key is None or (isinstance(key, ec.EllipticCurvePrivateKey) and go_curve_name(key) is None):
+        if key is None or (
+            isinstance(key, ec.EllipticCurvePrivateKey) and go_curve_name(key) is None
+        ):
             raise KeyFileError(f"{source}: error parsing pkcs #8 private key")
         if isinstance(key, rsa.RSAPrivateKey):
             _validate(key, "rsa", source)
@@ -567,7 +593,9 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
                 ) from None
             except OSError:  # filesystem without hard links
                 if path.exists():
-                    raise UsageError(f"{path} already exists", hint="use --force to overwrite it") from None
+                    raise UsageError(
+                        f"{path} already exists", hint="use --force to overwrite it"
+                    ) from None
                 os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

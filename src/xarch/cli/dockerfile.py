@@ -40,11 +40,35 @@ def parse_cmd(file: str, mode: str) -> None:
     if mode == "json":
         import json
 
-        click.echo(json.dumps(parser.to_json(result), indent=2))
+        click.echo(json.dumps(_ast_json(result), indent=2))
     else:
         sys.stdout.write(parser.dump(result))
     for w in result.warnings:
         click.echo(f"WARN: {w.short} (line {w.line})", err=True)
+
+
+def _node_json(n) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "instruction": n.value,
+        "flags": list(n.flags),
+        "args": [_node_json(c) for c in n.next.children] if n.next is not None and n.next.children
+        else n.args(),
+        "json": bool(n.attributes.get("json")),
+        "heredocs": [{"name": h.name, "content": h.content, "expand": h.expand, "chomp": h.chomp}
+                     for h in n.heredocs],
+        "start_line": n.start_line,
+        "end_line": n.end_line,
+        "original": n.original,
+    }
+
+
+def _ast_json(result) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "directives": dict(result.directives),
+        "escape": result.escape_token,
+        "instructions": [_node_json(c) for c in result.ast.children],
+        "warnings": [{"short": w.short, "line": w.line} for w in result.warnings],
+    }
 
 
 @dockerfile_group.command("check")

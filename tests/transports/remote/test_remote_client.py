@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -774,3 +774,37 @@ def test_missing_ca_file(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(UsageError, match="cannot load CA certificate"):
         RegistryClient("r.test", RegistryOptions(ca_file=str(bad)))
+
+
+def test_blob_served_with_content_encoding_is_not_decoded(
+    fake: FakeRegistry, make_client: MakeClient
+) -> None:
+    """A proxy labelling a gzip layer 'Content-Encoding: gzip' must not make us gunzip it."""
+    import gzip
+
+    layer = gzip.compress(b"pretend this is a tar" * 50)
+    digest = fake.add_blob("foo", layer)
+    inner = fake.transport
+    accept: list[str] = []
+
+    def mislabel(request: httpx.Request) -> httpx.Response:
+        resp = inner.handle_request(request)
+        if request.method == "GET" and "/blobs/" in request.url.path:
+            accept.append(request.headers.get("accept-encoding", ""))
+            body = resp.read()
+            headers = {**resp.headers, "Content-Encoding": "gzip"}
+            return httpx.Response(200, headers=headers, stream=_Once(body))
+        return resp
+
+    client = make_client(fake, transport=httpx.MockTransport(mislabel))
+    got = client.get_blob_bytes("foo", Descriptor(mt.OCI_LAYER_GZIP, Digest(digest), len(layer)))
+    assert got == layer
+    assert accept == ["identity"]
+
+
+class _Once(httpx.SyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._data

@@ -224,3 +224,36 @@ def test_transfer_event_text() -> None:
     e = TransferEvent("mount", "sha256:" + "ab" * 32, 10, "from library/foo")
     assert str(e) == "mounted sha256:abababababab… from library/foo"
     assert str(TransferEvent("retry", None, 0, "GET x: HTTP 500")) == "retrying GET x: HTTP 500"
+
+
+# -- URL path safety -----------------------------------------------------------------------------
+
+
+def test_path_validation() -> None:
+    from xarch.errors import InputError, UsageError
+    from xarch.transports.remote.client import RegistryClient
+
+    assert (
+        RegistryClient._path("library/foo", "manifests", "v1.0_rc-1")
+        == "/v2/library/foo/manifests/v1.0_rc-1"
+    )
+    assert RegistryClient._path("a/b", "tags/list") == "/v2/a/b/tags/list"
+    for repo in ("../etc", "Foo", "a//b", "a/", "a?b", ""):
+        with pytest.raises(UsageError):
+            RegistryClient._path(repo, "tags/list")
+    for ref in ("../x", "a/b", "-x", "x?y", "sha256:zz"):
+        with pytest.raises((UsageError, InputError)):
+            RegistryClient._path("foo", "manifests", ref)
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_paths_never_escape(repo: str, ref: str) -> None:
+    from xarch.errors import XarchError
+    from xarch.transports.remote.client import RegistryClient
+
+    try:
+        path = RegistryClient._path(repo, "manifests", ref)
+    except XarchError:
+        return
+    assert ".." not in path.split("/") and "?" not in path and "#" not in path and "//" not in path
+    assert path.count("/") == 4 + repo.count("/")

@@ -76,6 +76,11 @@ _MAX_PAGES = 10_000
 _DOCKER_HUB_API = "registry-1.docker.io"
 _LINK_RE = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 _REL_NEXT_RE = re.compile(r"""rel\s*=\s*"?([^";]*)"?""")
+# distribution/reference grammar for path components and tags
+_REPO_RE = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
 
 
@@ -502,6 +507,20 @@ class RegistryClient:
     def _is_digest(ref: str) -> bool:
         return ":" in ref
 
+    @staticmethod
+    def _path(repo: str, kind: str, ref: str | None = None) -> str:
+        """``/v2/<repo>/<kind>[/<ref>]`` with repo and ref validated, so no caller can smuggle
+        ``..``, ``?`` or ``/`` into a registry URL."""
+        if not _REPO_RE.fullmatch(repo):
+            raise UsageError(f"invalid repository name {repo!r}")
+        if ref is None:
+            return f"/v2/{repo}/{kind}"
+        if ":" in ref:
+            Digest.parse(ref)
+        elif not _TAG_RE.fullmatch(ref):
+            raise UsageError(f"invalid tag {ref!r} (expected up to 128 of [A-Za-z0-9_.-])")
+        return f"/v2/{repo}/{kind}/{ref}"
+
     def _missing_manifest(self, repo: str, ref: str) -> str:
         kind = "manifest" if self._is_digest(ref) else "tag"
         return f'{kind} "{ref}" not found in repository "{repo}"'
@@ -511,7 +530,7 @@ class RegistryClient:
         what = f'fetching manifest "{ref}" from repository "{repo}"'
         resp = self._send(
             "GET",
-            f"/v2/{repo}/manifests/{ref}",
+            self._path(repo, "manifests", ref),
             scopes=[pull_scope(repo)],
             headers={"Accept": mt.ACCEPT_MANIFESTS},
             stream=True,
@@ -586,7 +605,7 @@ class RegistryClient:
         what = f'checking manifest "{ref}" in repository "{repo}"'
         resp = self._send(
             "HEAD",
-            f"/v2/{repo}/manifests/{ref}",
+            self._path(repo, "manifests", ref),
             scopes=[pull_scope(repo)],
             headers={"Accept": mt.ACCEPT_MANIFESTS},
         )
@@ -598,11 +617,14 @@ class RegistryClient:
         header_digest = resp.headers.get("docker-content-digest")
         media_type = mt.base(resp.headers.get("content-type") or "")
         length = resp.headers.get("content-length")
-        if not header_digest or media_type in _GENERIC_TYPES or not (length or "").isdigit():
+        try:
+            digest: Digest | None = Digest.parse((header_digest or "").strip())
+        except InputError:
+            digest = None
+        if digest is None or media_type in _GENERIC_TYPES or not (length or "").isdigit():
             # Some registries omit headers on HEAD: fall back to GET and compute ourselves.
-            raw, media_type, digest = self.get_manifest(repo, ref)
-            return Descriptor(media_type, digest, len(raw))
-        digest = Digest.parse(header_digest.strip())
+            raw, media_type, got = self.get_manifest(repo, ref)
+            return Descriptor(media_type, got, len(raw))
         if self._is_digest(ref) and digest != Digest.parse(ref):
             raise IntegrityError(
                 f'manifest "{ref}" in registry {self.registry} repository "{repo}": registry reports digest {digest}'
@@ -634,7 +656,7 @@ class RegistryClient:
         what = f'pushing manifest "{ref}" to repository "{repo}"'
         resp = self._send(
             "PUT",
-            f"/v2/{repo}/manifests/{ref}",
+            self._path(repo, "manifests", ref),
             scopes=[push_scope(repo)],
             headers={"Content-Type": media_type},
             content=raw,
@@ -657,7 +679,7 @@ class RegistryClient:
     def delete_manifest(self, repo: str, digest: str) -> None:
         what = f'DELETE of manifest "{digest}" in repository "{repo}"'
         resp = self._send(
-            "DELETE", f"/v2/{repo}/manifests/{digest}", scopes=[repo_scope_delete(repo)]
+            "DELETE", self._path(repo, "manifests", digest), scopes=[repo_scope_delete(repo)]
         )
         if resp.status_code not in (200, 202, 204):
             self._raise(resp, what, missing=self._missing_manifest(repo, digest))
@@ -667,7 +689,7 @@ class RegistryClient:
     def has_blob(self, repo: str, digest: str) -> bool:
         resp = self._send(
             "HEAD",
-            f"/v2/{repo}/blobs/{digest}",
+            self._path(repo, "blobs", digest),
             scopes=[pull_scope(repo)],
             follow_redirects=True,
         )
@@ -687,11 +709,15 @@ class RegistryClient:
         hasher = desc.digest.hasher()
         received = 0
         attempt = 0
-        path = f"/v2/{repo}/blobs/{desc.digest}"
+        path = self._path(repo, "blobs", str(desc.digest))
         what = f'fetching blob {desc.digest} from repository "{repo}"'
         where = f'blob {desc.digest} from registry {self.registry} repository "{repo}"'
         while True:
-            headers = {"Range": f"bytes={received}-"} if received else {}
+            # Blobs are already compressed; identity keeps a proxy from re-encoding the bytes
+            # the digest describes, and iter_raw never decodes them.
+            headers = {"Accept-Encoding": "identity"}
+            if received:
+                headers["Range"] = f"bytes={received}-"
             resp = self._send(
                 "GET",
                 path,
@@ -715,7 +741,13 @@ class RegistryClient:
                         resp, what, missing=f'blob {desc.digest} not found in repository "{repo}"'
                     )
                 try:
-                    for chunk in resp.iter_bytes(_READ_CHUNK):
+                    # (a transport may hand back an already-read response, e.g. MockTransport)
+                    body = (
+                        resp.iter_bytes(_READ_CHUNK)
+                        if resp.is_stream_consumed
+                        else resp.iter_raw(_READ_CHUNK)
+                    )
+                    for chunk in body:
                         if skip:
                             if len(chunk) <= skip:
                                 skip -= len(chunk)
@@ -804,7 +836,7 @@ class RegistryClient:
         # Starting a session is safe to repeat: an abandoned session is garbage-collected.
         resp = self._send(
             "POST",
-            f"/v2/{repo}/blobs/uploads/",
+            self._path(repo, "blobs/uploads/"),
             scopes=[push_scope(repo)],
             headers={"Content-Length": "0"},
         )
@@ -1003,7 +1035,7 @@ class RegistryClient:
         what = f'mounting blob {digest} from "{from_repo}" into repository "{repo}"'
         resp = self._send(
             "POST",
-            f"/v2/{repo}/blobs/uploads/",
+            self._path(repo, "blobs/uploads/"),
             scopes=merge_scopes([push_scope(repo)], [pull_scope(from_repo)]),
             params={"mount": str(digest), "from": from_repo},
             headers={"Content-Length": "0"},
@@ -1023,7 +1055,7 @@ class RegistryClient:
     def list_tags(self, repo: str, *, page_size: int | None = None) -> list[str]:
         """All tags, following ``Link: <…>; rel="next"`` pagination."""
         what = f'listing tags of repository "{repo}"'
-        url: str | None = f"/v2/{repo}/tags/list"
+        url: str | None = self._path(repo, "tags/list")
         params = {"n": str(page_size)} if page_size else None
         tags: list[str] = []
         seen: set[str] = set()
@@ -1054,7 +1086,7 @@ class RegistryClient:
         """Manifests whose ``subject`` is ``digest``: OCI 1.1 referrers API, or the
         ``<alg>-<hex>`` tag index when the API answers 404."""
         what = f'listing referrers of {digest} in repository "{repo}"'
-        url: str | None = f"/v2/{repo}/referrers/{digest}"
+        url: str | None = self._path(repo, "referrers", digest)
         params = {"artifactType": artifact_type} if artifact_type else None
         found: list[Descriptor] = []
         filtered = False

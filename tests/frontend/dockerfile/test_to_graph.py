@@ -1,0 +1,181 @@
+"""Dockerfile -> graph + image config, per platform (BuildKit dockerfile2llb semantics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from xarch.frontend.dockerfile.errors import DockerfileError
+from xarch.frontend.dockerfile.parser import parse
+from xarch.frontend.dockerfile.stages import parse_stages
+from xarch.frontend.dockerfile.to_graph import (
+    Converter,
+    ConvertOptions,
+    ResolvedImage,
+    StageResult,
+    dest_path,
+    normalize_workdir,
+)
+from xarch.graph.ops import CopyOp, ExecOp, ImageOp, MkdirOp
+from xarch.oci.platform import Platform
+
+AMD64 = Platform.parse("linux/amd64")
+ARM64 = Platform.parse("linux/arm64")
+ARMV7 = Platform.parse("linux/arm/v7")
+
+
+class FakeResolver:
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.config = config or {"config": {"Env": ["PATH=/usr/bin:/bin", "BASE=1"], "Cmd": ["sh"]},
+                                 "history": [{"created_by": "base layer"}]}
+
+    def resolve(self, ref: str, platform: Platform) -> ResolvedImage:
+        self.calls.append((ref, str(platform)))
+        cfg = {"architecture": platform.architecture, "os": platform.os, **self.config}
+        return ResolvedImage(ref=f"docker.io/library/{ref}", manifest_digest="sha256:" + "b" * 64,
+                             platform=platform, config=cfg)
+
+
+def convert(df: str, platform: Platform = AMD64, *, build_args: dict[str, str] | None = None,
+            target: str | None = None, resolver: FakeResolver | None = None,
+            opts: ConvertOptions | None = None) -> StageResult:
+    pr = parse(df.encode())
+    plan = parse_stages(pr, build_args=build_args or {}, target_platform=platform, build_platform=AMD64,
+                        target=target)
+    return Converter(plan, resolver or FakeResolver(), opts).convert(platform)
+
+
+def history(res: StageResult) -> list[str]:
+    return [h.entry["created_by"] for h in res.history]
+
+
+def test_metadata_instructions_set_config_and_history() -> None:
+    res = convert(
+        "FROM base\nENV A=1 B=$A\nLABEL x=y\nUSER app\nEXPOSE 80 53/udp\nVOLUME /data\n"
+        "STOPSIGNAL SIGTERM\nSHELL [\"/bin/bash\", \"-c\"]\nWORKDIR /w\nCMD echo hi\n"
+    )
+    c = res.config["config"]
+    # one ENV line is expanded with the env *before* it (Docker semantics): B sees no A yet
+    assert c["Env"] == ["PATH=/usr/bin:/bin", "BASE=1", "A=1", "B="]
+    assert c["Labels"] == {"x": "y"}
+    assert c["User"] == "app"
+    assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert c["Volumes"] == {"/data": {}}
+    assert c["StopSignal"] == "SIGTERM"
+    assert c["Shell"] == ["/bin/bash", "-c"]
+    assert c["WorkingDir"] == "/w"
+    assert c["Cmd"] == ["/bin/bash", "-c", "echo hi"] and c["ArgsEscaped"] is True
+    assert history(res) == [
+        "base layer", "ENV A=1 B=", "LABEL x=y", "USER app", "EXPOSE [53/udp 80/tcp]",
+        "VOLUME [/data]", "STOPSIGNAL SIGTERM", "SHELL [/bin/bash -c]", "WORKDIR /w",
+        'CMD ["/bin/bash" "-c" "echo hi"]',
+    ]
+    assert [h.entry.get("empty_layer") for h in res.history[1:]] == [True] * 7 + [None, True]
+    assert isinstance(res.vertex.op, MkdirOp) and res.vertex.op.user == "app"
+
+
+def test_entrypoint_resets_cmd_unless_set_in_stage() -> None:
+    c = convert('FROM base\nENTRYPOINT ["/app"]\n').config["config"]
+    assert c["Entrypoint"] == ["/app"] and "Cmd" not in c
+    c = convert('FROM base\nCMD ["x"]\nENTRYPOINT ["/app"]\n').config["config"]
+    assert c["Cmd"] == ["x"]
+
+
+def test_run_exec_op_env_args_and_history_prefix() -> None:
+    res = convert("FROM base\nARG V=1\nENV E=e\nWORKDIR /src\nRUN make $V\n", build_args={"V": "2"})
+    op = res.vertex.op
+    assert isinstance(op, ExecOp)
+    assert op.args == ("/bin/sh", "-c", "make $V")
+    assert "V=2" in op.env and "E=e" in op.env and op.cwd == "/src"
+    assert history(res)[-1] == "RUN |1 V=2 /bin/sh -c make $V # buildkit"
+
+
+def test_build_platform_stage_is_shared_across_targets() -> None:
+    df = ("FROM --platform=$BUILDPLATFORM base AS build\nRUN echo shared > /s\nARG TARGETARCH\n"
+          "RUN echo $TARGETARCH > /t\nFROM base\nCOPY --from=build /t /s /\n")
+    graphs = {p: convert(df, p) for p in (AMD64, ARM64, ARMV7)}
+    shared = [{v.digest for v in g.vertex.walk() if isinstance(v.op, ExecOp) and "shared" in v.op.args[-1]}
+              for g in graphs.values()]
+    assert len(set.union(*shared)) == 1
+    per_target = {v.digest for g in graphs.values() for v in g.vertex.walk()
+                  if isinstance(v.op, ExecOp) and "TARGETARCH" in v.op.args[-1]}
+    assert len(per_target) == 3
+    for p, g in graphs.items():
+        assert g.platform == p
+        runs = [v.op for v in g.vertex.walk() if isinstance(v.op, ExecOp)]
+        assert all(r.platform == AMD64 for r in runs)  # the build stage runs natively
+
+
+def test_copy_dest_and_sources() -> None:
+    res = convert("FROM base\nWORKDIR /app\nCOPY a b ./\nCOPY --chown=1:2 --chmod=640 x y\n")
+    ops = [v.op for v in res.vertex.walk() if isinstance(v.op, CopyOp)]
+    assert ops[0].dest == "/app/" and ops[0].sources == ("a", "b")
+    assert ops[1].dest == "/app/y" and ops[1].chown == "1:2" and ops[1].chmod == "640"
+    with pytest.raises(DockerfileError, match="must be a directory and end with a /"):
+        convert("FROM base\nCOPY a b /dst\n")
+
+
+def test_copy_from_image_and_stage_index() -> None:
+    r = FakeResolver()
+    res = convert("FROM base AS a\nRUN x\nFROM base\nCOPY --from=0 /x /x\nCOPY --from=other:1 /y /y\n", resolver=r)
+    copies = [v for v in res.vertex.walk() if isinstance(v.op, CopyOp)]
+    assert isinstance(copies[1].inputs[1].op, ImageOp) and copies[1].inputs[1].op.ref.endswith("other:1")
+    assert isinstance(copies[0].inputs[1].op, ExecOp)
+    with pytest.raises(DockerfileError):
+        convert("FROM base\nCOPY --from=5 /x /x\n")
+
+
+def test_scratch_defaults_and_labels_option() -> None:
+    res = convert("FROM scratch\nCOPY x /x\n", opts=ConvertOptions(labels={"l": "v"}))
+    assert res.config["config"]["Env"][0].startswith("PATH=")
+    assert res.config["config"]["WorkingDir"] == "/"
+    assert res.config["config"]["Labels"] == {"l": "v"}
+
+
+def test_heredoc_run_with_shebang_becomes_a_script() -> None:
+    res = convert("FROM base\nRUN <<EOF\n#!/bin/sh\necho hi\nEOF\n")
+    op = res.vertex.op
+    assert isinstance(op, ExecOp)
+    assert op.args == ("/dev/pipes/EOF",) and op.inline_files[0][1].startswith("#!/bin/sh")
+    res = convert("FROM base\nRUN <<EOF\necho hi\nEOF\n")
+    assert res.vertex.op.args == ("/bin/sh", "-c", "echo hi\n")  # type: ignore[attr-defined]
+
+
+def test_run_mounts_map_to_specs() -> None:
+    res = convert("FROM base AS src\nFROM base\nRUN --mount=type=cache,target=/root/.cache "
+                  "--mount=type=bind,from=src,source=/etc,target=/mnt --mount=type=secret,id=tok true\n")
+    op = res.vertex.op
+    assert isinstance(op, ExecOp)
+    kinds = {m.type: m for m in op.mounts}
+    assert kinds["cache"].cache_id == "/root/.cache" and not kinds["cache"].readonly
+    assert kinds["bind"].input == 1 and kinds["bind"].source == "/etc"
+    assert kinds["secret"].secret_id == "tok" and kinds["secret"].target == "/run/secrets/tok"
+
+
+def test_source_date_epoch_sets_history_created() -> None:
+    res = convert("FROM base\nENV A=1\n", opts=ConvertOptions(source_date_epoch=0))
+    assert res.history[-1].entry["created"] == "1970-01-01T00:00:00Z"
+
+
+def test_onbuild_triggers_of_base_run_first() -> None:
+    r = FakeResolver({"config": {"OnBuild": ["RUN echo trigger"]}})
+    res = convert("FROM base\nRUN echo mine\n", resolver=r)
+    runs = [v.op.args[-1] for v in res.vertex.walk() if isinstance(v.op, ExecOp)]
+    assert runs == ["echo trigger", "echo mine"]
+    assert "OnBuild" not in res.config["config"]
+
+
+@pytest.mark.parametrize(("cur", "path", "want"), [
+    ("/", "a", "/a"), ("/a", "b/../c", "/a/c"), ("/a", "/x/", "/x"), ("", ".", "/"),
+])
+def test_normalize_workdir(cur: str, path: str, want: str) -> None:
+    assert normalize_workdir(cur, path) == want
+
+
+@pytest.mark.parametrize(("wd", "dest", "want"), [
+    ("/app", ".", "/app/"), ("/app", "x", "/app/x"), ("/app", "x/", "/app/x/"), ("/", "/abs/./y", "/abs/y"),
+])
+def test_dest_path(wd: str, dest: str, want: str) -> None:
+    assert dest_path(wd, dest) == want
