@@ -692,14 +692,14 @@ def _tree(store: LocalStore, desc: Descriptor) -> tuple[int, list[str]]:
         except (NotFoundError, InputError, OSError):
             continue
         if isinstance(doc, Index):
-            for child in reversed(doc.manifests):
+            for child in doc.manifests:
                 if (
                     child.platform is not None
                     and ANNOTATION_DIGEST not in child.annotations
                     and str(child.platform) not in plats
                 ):
                     plats.append(str(child.platform))
-                stack.append(child)
+            stack.extend(reversed(doc.manifests))
         else:
             stack.extend([doc.config, *doc.layers])
     return total, plats

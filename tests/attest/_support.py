@@ -19,7 +19,9 @@ from xarch.oci.digest import Digest
 def cosign_dir() -> Path:
     """Conformance vectors for cosign (resolved at collection time for parametrisation)."""
     env = os.environ.get("XARCH_CONFORMANCE_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+    root = (
+        Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+    )
     return (root / "cosign").resolve()
 
 

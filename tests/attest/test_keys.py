@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.secret import SecretBox
 
-from tests.attest._support import fixture_section, read_fixture
+from attest._support import fixture_section, read_fixture
 from xarch.attest import keys as K
 from xarch.errors import AuthError, InputError, UsageError
 
@@ -113,7 +113,11 @@ def _envelope_pem(
     pem_type: str = K.SIGSTORE_PEM_TYPE,
 ) -> bytes:
     body = {
-        "kdf": {"name": kdf, "params": {"N": n, "r": 8, "p": 1}, "salt": base64.b64encode(b"s" * 32).decode()},
+        "kdf": {
+            "name": kdf,
+            "params": {"N": n, "r": 8, "p": 1},
+            "salt": base64.b64encode(b"s" * 32).decode(),
+        },
         "cipher": {"name": cipher, "nonce": base64.b64encode(nonce).decode()},
         "ciphertext": base64.b64encode(b"x" * 40).decode(),
     }
@@ -125,7 +129,11 @@ def _envelope_pem(
     [
         (b"not a pem at all", "invalid pem block", K.KeyFileError),
         (os.urandom(100), "invalid pem block", K.KeyFileError),
-        (K.pem_encode("EC PRIVATE KEY", b"\x30\x00"), "unsupported pem type: EC PRIVATE KEY", K.KeyFileError),
+        (
+            K.pem_encode("EC PRIVATE KEY", b"\x30\x00"),
+            "unsupported pem type: EC PRIVATE KEY",
+            K.KeyFileError,
+        ),
         (_envelope_pem(kdf="pbkdf2"), 'encrypted: unknown kdf name "pbkdf2"', K.KeyFileError),
         (_envelope_pem(cipher="aes"), 'encrypted: unknown cipher name "aes"', K.KeyFileError),
         (_envelope_pem(n=1024), "unsupported scrypt parameters", K.KeyFileError),
@@ -164,7 +172,9 @@ def test_generated_key_pair_uses_cosign_format() -> None:
     block = K.pem_decode(pair.private_pem)
     assert block is not None
     # Go json.Marshal field order, default (standard) scrypt parameters, no whitespace.
-    assert block.body.startswith(b'{"kdf":{"name":"scrypt","params":{"N":65536,"r":8,"p":1},"salt":"')
+    assert block.body.startswith(
+        b'{"kdf":{"name":"scrypt","params":{"N":65536,"r":8,"p":1},"salt":"'
+    )
     assert b'"cipher":{"name":"nacl/secretbox","nonce":"' in block.body
     assert b" " not in block.body
     env = K.parse_envelope(block.body)
@@ -187,6 +197,34 @@ def test_generated_keys_are_fresh() -> None:
     b = K.generate_key_pair(b"", params=K.LEGACY)
     assert a.public_pem != b.public_pem
     assert K.load_private_key(a.private_pem, b"") is not None  # empty password is allowed
+
+
+@pytest.mark.parametrize("params", [K.LEGACY, K.STANDARD, K.OWASP], ids=lambda p: f"N={p.n}")
+def test_all_accepted_scrypt_parameter_sets_round_trip(params: K.ScryptParams) -> None:
+    der = K._pkcs8(ec.generate_private_key(ec.SECP256R1()))
+    pem = K.encrypt_private_key(der, b"pw", params=params, pem_type=K.COSIGN_PEM_TYPE)
+    assert f'"params":{{"N":{params.n},"r":8,"p":1}}'.encode() in base64.b64decode(
+        b"".join(pem.splitlines()[1:-1])
+    )
+    assert K.decrypt_private_key(pem, b"pw") == der
+    assert _independent_decrypt(pem, b"pw") == der
+    with pytest.raises(K.KeyPasswordError):
+        K.decrypt_private_key(pem, b"pW")
+
+
+def test_password_error_names_the_file() -> None:
+    with pytest.raises(K.KeyPasswordError, match=r"^keys/cosign\.key: decrypt: wrong password"):
+        K.load_private_key(
+            read_fixture("sigstore.ENCRYPTED_SIGSTORE.key"), b"x", source="keys/cosign.key"
+        )
+
+
+@given(st.binary(max_size=200))
+def test_pkcs8_parser_only_raises_key_errors(der: bytes) -> None:
+    try:
+        K.parse_pkcs8_private_key(der)
+    except K.KeyFileError:
+        pass
 
 
 def test_encrypt_rejects_bad_parameters() -> None:
@@ -282,7 +320,9 @@ def test_pem_decode_never_crashes(data: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
@@ -311,14 +351,20 @@ def test_password_env_flag_wins() -> None:
 
 
 def test_cosign_password_even_if_empty() -> None:
-    assert K.password_from(None, True, environ={K.PASSWORD_ENV: "pw"}, getpass_fn=_no_prompt) == b"pw"
+    assert (
+        K.password_from(None, True, environ={K.PASSWORD_ENV: "pw"}, getpass_fn=_no_prompt) == b"pw"
+    )
     assert K.password_from(None, True, environ={K.PASSWORD_ENV: ""}, getpass_fn=_no_prompt) == b""
 
 
 def test_prompt_only_on_a_terminal() -> None:
     answers = iter(["typed", "typed"])
     got = K.password_from(
-        None, True, confirm=True, environ={}, stdin_isatty=lambda: True,
+        None,
+        True,
+        confirm=True,
+        environ={},
+        stdin_isatty=lambda: True,
         getpass_fn=lambda _: next(answers),
     )
     assert got == b"typed"
@@ -329,7 +375,11 @@ def test_prompt_only_on_a_terminal() -> None:
     answers = iter(["one", "two"])
     with pytest.raises(UsageError, match="passwords do not match"):
         K.password_from(
-            None, True, confirm=True, environ={}, stdin_isatty=lambda: True,
+            None,
+            True,
+            confirm=True,
+            environ={},
+            stdin_isatty=lambda: True,
             getpass_fn=lambda _: next(answers),
         )
 

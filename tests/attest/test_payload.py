@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.attest._support import fixture_section
+from attest._support import fixture_section
 from xarch.attest.payload import (
     COSIGN_SIGNATURE_TYPE,
     CosignPayload,
@@ -52,8 +52,14 @@ def test_unmarshal_error_golden(case: dict[str, str]) -> None:
 def test_docker_reference_is_go_containerregistry_repository_name() -> None:
     assert docker_reference(Reference.parse("ubuntu")) == "index.docker.io/library/ubuntu"
     assert docker_reference(Reference.parse("user/app:1")) == "index.docker.io/user/app"
-    assert docker_reference(Reference.parse("gcr.io/distroless/static:nonroot")) == "gcr.io/distroless/static"
-    assert docker_reference(Reference.parse("localhost:5000/x@sha256:" + "0" * 64)) == "localhost:5000/x"
+    assert (
+        docker_reference(Reference.parse("gcr.io/distroless/static:nonroot"))
+        == "gcr.io/distroless/static"
+    )
+    assert (
+        docker_reference(Reference.parse("localhost:5000/x@sha256:" + "0" * 64))
+        == "localhost:5000/x"
+    )
 
 
 def _payload(critical: Any, optional: Any = None, **extra: Any) -> bytes:
@@ -79,8 +85,14 @@ GOOD = {
         (_payload({**GOOD, "identity": []}), "'critical.identity' must be a JSON object"),
         (_payload({k: v for k, v in GOOD.items() if k != "type"}), 'unknown type: ""'),
         (_payload(None), 'unknown type: ""'),
-        (_payload({**GOOD, "image": {"docker-manifest-digest": "sha256:abc"}}), "could not parse image digest string"),
-        (_payload({**GOOD, "identity": {"docker-reference": "Bad Ref"}}), "could not parse image digest string"),
+        (
+            _payload({**GOOD, "image": {"docker-manifest-digest": "sha256:abc"}}),
+            "could not parse image digest string",
+        ),
+        (
+            _payload({**GOOD, "identity": {"docker-reference": "Bad Ref"}}),
+            "could not parse image digest string",
+        ),
         (_payload({**GOOD, "identity": {}}), "could not parse image digest string"),
         (_payload(GOOD, ["a"]), "'optional' must be a JSON object or null"),
         (
@@ -129,7 +141,10 @@ def test_parse_matches_keys_case_insensitively_like_go() -> None:
         (True, "true"),
         (None, "null"),
         ("<a & b>", '"\\u003ca \\u0026 b\\u003e"'),
-        ("\u2028\u2029\x00\x1f\b\f\n\r\t\"\\", '"\\u2028\\u2029\\u0000\\u001f\\b\\f\\n\\r\\t\\"\\\\"'),
+        (
+            '\u2028\u2029\x00\x1f\b\f\n\r\t"\\',
+            '"\\u2028\\u2029\\u0000\\u001f\\b\\f\\n\\r\\t\\"\\\\"',
+        ),
         ("é☃😀", '"é☃😀"'),
         ({"b": 1, "a": [1, "x", None], "B": {}}, '{"B":{},"a":[1,"x",null],"b":1}'),
         ([], "[]"),
@@ -155,7 +170,9 @@ json_leaves = (
 )
 json_values = st.recursive(
     json_leaves,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -165,10 +182,16 @@ def _same(parsed: Any, value: Any) -> bool:
     if isinstance(value, float):
         return isinstance(parsed, int | float) and float(parsed) == value
     if isinstance(value, list):
-        return isinstance(parsed, list) and len(parsed) == len(value) and all(map(_same, parsed, value))
+        return (
+            isinstance(parsed, list)
+            and len(parsed) == len(value)
+            and all(map(_same, parsed, value))
+        )
     if isinstance(value, dict):
-        return isinstance(parsed, dict) and parsed.keys() == value.keys() and all(
-            _same(parsed[k], value[k]) for k in value
+        return (
+            isinstance(parsed, dict)
+            and parsed.keys() == value.keys()
+            and all(_same(parsed[k], value[k]) for k in value)
         )
     return type(parsed) is type(value) and parsed == value
 
@@ -217,3 +240,9 @@ def test_annotation_matching_uses_go_value_equality() -> None:
     assert annotation_matches(opt, "z", None)
     assert not annotation_matches(opt, "missing", None)
     assert not annotation_matches(None, "s", "x")
+
+
+@pytest.mark.parametrize("bad", ["", "Bad Ref", "example.com/a@sha256:" + "0" * 64, "a b"])
+def test_build_refuses_unreadable_references(bad: str) -> None:
+    with pytest.raises(UsageError, match="invalid docker reference"):
+        build_payload(D, bad)

@@ -185,6 +185,7 @@ def test_setup_emulation_registers_and_skips(fake_binfmt: Path, fake_qemu: Path)
         binfmt_dir=fake_binfmt,
         qemu_dir=fake_qemu,
         host=AMD64,
+        p_dir=fake_qemu / "no-binfmt-P-wrappers",
     )
     by = {r.arch: r for r in res}
     assert by["aarch64"].action == "already-registered"
@@ -198,6 +199,26 @@ def test_setup_emulation_registers_and_skips(fake_binfmt: Path, fake_qemu: Path)
         "riscv64", str(fake_qemu / "qemu-riscv64-static")
     )
     assert (fake_binfmt / "qemu-arm").read_text().startswith("-1")
+
+
+@needs_root
+def test_setup_emulation_preserves_argv0_when_qemu_can(fake_binfmt: Path, fake_qemu: Path) -> None:
+    # Debian's <arch>-binfmt-P names tell QEMU argv[0] was preserved (flag P): busybox needs it.
+    pdir = fake_qemu / "binfmt-P"
+    pdir.mkdir()
+    (pdir / "riscv64-binfmt-P").symlink_to(fake_qemu / "qemu-riscv64-static")
+    (pdir / "aarch64-binfmt-P").symlink_to(fake_qemu / "qemu-aarch64-static")
+    (fake_binfmt / "qemu-aarch64").write_text(
+        entry_text("aarch64", str(fake_qemu / "qemu-aarch64-static"), "OCF")  # F but no P
+    )
+    res = setup_emulation(["riscv64", "arm64"], binfmt_dir=fake_binfmt, qemu_dir=fake_qemu,
+                          host=AMD64, p_dir=pdir)
+    by = {r.arch: r for r in res}
+    assert by["riscv64"].flags == "POCF" and by["riscv64"].interpreter == str(pdir / "riscv64-binfmt-P")
+    assert by["aarch64"].action == "replaced"
+    assert (fake_binfmt / "register").read_text() == register_line(
+        "aarch64", str(pdir / "aarch64-binfmt-P"), "POCF"
+    )
 
 
 @needs_root

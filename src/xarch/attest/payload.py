@@ -165,7 +165,15 @@ def build_payload(
 ) -> bytes:
     """Simple-signing payload for the manifest ``digest`` claimed as ``docker_reference``
     (a repository, or with ``:tag`` when signing a claimed identity)."""
-    return CosignPayload(docker_reference, Digest.parse(digest), annotations).to_json()
+    d = Digest.parse(digest)
+    try:
+        # Verifiers parse "<reference>@<digest>"; never sign a payload nobody could read back.
+        Reference.parse(f"{docker_reference}@{d}")
+    except InputError as e:
+        raise UsageError(
+            f"invalid docker reference {docker_reference!r} for a signature payload: {e.message}"
+        ) from None
+    return CosignPayload(docker_reference, d, annotations).to_json()
 
 
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> _Obj:
@@ -213,6 +221,11 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _parse_int(s: str) -> int | float:
+    # Go decodes every JSON number as float64, so "-0" stays a negative zero.
+    return -0.0 if s == "-0" else int(s)
+
+
 def _reject_constant(name: str) -> Any:
     raise PayloadError(f"invalid signature payload: {name} is not JSON")
 
@@ -222,7 +235,10 @@ def parse_payload(raw: bytes) -> CosignPayload:
     reference and digest must form a valid ``repo@digest``."""
     try:
         doc = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_pairs_hook, parse_constant=_reject_constant
+            raw.decode("utf-8"),
+            object_pairs_hook=_pairs_hook,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
         )
     except UnicodeDecodeError:
         raise PayloadError("invalid signature payload: not UTF-8") from None

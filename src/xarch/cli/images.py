@@ -333,4 +333,12 @@ def store_verify_cmd() -> None:
     click.echo(f"store ok: {n} image(s)")
 
 
-COMMANDS = [copy_cmd, inspect_cmd, tag_cmd, ls_cmd, rm_cmd, prune_cmd, store_group]
+# docker's spelling; the store's own hints say 'xarch images'.
+images_cmd = click.Command(
+    "images",
+    callback=ls_cmd.callback,
+    params=list(ls_cmd.params),
+    help="List the images in the local store (same as 'xarch ls').",
+)
+
+COMMANDS = [copy_cmd, inspect_cmd, tag_cmd, ls_cmd, images_cmd, rm_cmd, prune_cmd, store_group]

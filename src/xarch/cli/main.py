@@ -43,9 +43,9 @@ def cli(ctx: click.Context, debug: bool, progress: str) -> None:
 
 def _register() -> None:
     # Imported here so `xarch --help` stays fast and a broken optional module cannot hide the rest.
-    from xarch.cli import build, dockerfile, images, manifest, system
+    from xarch.cli import attest, auth, build, dockerfile, images, manifest, system
 
-    for mod in (build, dockerfile, images, manifest, system):
+    for mod in (attest, auth, build, dockerfile, images, manifest, system):
         for command in mod.COMMANDS:
             cli.add_command(command)
 

@@ -185,14 +185,14 @@ class TtyRenderer(Renderer):
                 self.progress.remove_task(task)
             line = format_plain(event)
             if line is not None and k != "manifest":
-                self.progress.console.print(line, highlight=False, markup=False)
+                self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
         with self.lock:
             if self.started:
-                self.progress.console.print(text, highlight=False, markup=False)
+                self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
             else:
-                self.console.print(text, highlight=False, markup=False)
+                self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def close(self) -> None:
         with self.lock:

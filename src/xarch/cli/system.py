@@ -50,7 +50,8 @@ def setup_emulation_cmd(arches: tuple[str, ...]) -> None:
 
     wanted = [a for s in arches for a in s.split(",") if a] or None
     for r in setup_emulation(wanted):
-        click.echo(f"{r.arch:<12} {r.action:<20} {r.name} ({r.interpreter}, flags {r.flags})")
+        detail = f"{r.name} ({r.interpreter}, flags {r.flags})" if r.name else "runs natively"
+        click.echo(f"{r.arch:<12} {r.action:<20} {detail}")
 
 
 COMMANDS = [doctor_cmd, setup_group]

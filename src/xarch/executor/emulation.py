@@ -28,6 +28,11 @@ from xarch.oci.platform import Platform, host_platform
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 QEMU_DIR = Path("/usr/bin")
 REGISTER_FLAGS = "FOC"
+# With Debian's qemu-user-static, /usr/libexec/qemu-binfmt/<arch>-binfmt-P tells QEMU (by its
+# name) that the kernel preserved argv[0] (binfmt flag P). Multi-call binaries such as
+# busybox pick the applet from argv[0]: without P, `sh -c cat x` runs `sh x` under emulation.
+PRESERVE_FLAGS = "POCF"
+BINFMT_P_DIR = Path("/usr/libexec/qemu-binfmt")
 
 # OCI architecture (plus variant for arm) -> QEMU target name.
 ARCH_MAP: dict[str, str] = {
@@ -113,6 +118,10 @@ class BinfmtEntry:
     @property
     def fix_binary(self) -> bool:
         return "F" in self.flags
+
+    @property
+    def preserve_argv0(self) -> bool:
+        return "P" in self.flags
 
     def matches_header(self, header: bytes) -> bool:
         """Would the kernel hand a file starting with ``header`` to this handler?"""
@@ -445,12 +454,13 @@ def setup_emulation(
     binfmt_dir: Path = BINFMT_DIR,
     qemu_dir: Path = QEMU_DIR,
     host: Platform | None = None,
+    p_dir: Path = BINFMT_P_DIR,
 ) -> list[Registered]:
     """Register QEMU handlers with the fix-binary flag (what ``tonistiigi/binfmt --install``
     does). ``arches`` are OCI names (``arm64``, ``linux/arm/v7``) or QEMU names; None = all.
 
-    Existing enabled handlers with ``F`` are kept (also Debian binfmt-support's); a
-    ``qemu-<arch>`` entry without ``F`` is replaced; the host's own architecture, and a 32-bit
+    Existing enabled handlers with ``F`` (and ``P`` where QEMU can preserve argv[0]) are kept
+    (also Debian binfmt-support's); a ``qemu-<arch>`` entry without them is replaced; the host's own architecture, and a 32-bit
     sibling the kernel runs natively, are never registered.
     """
     if os.geteuid() != 0:
@@ -476,9 +486,13 @@ def setup_emulation(
         interp = qemu_dir / f"qemu-{arch}-static"
         if not interp.exists():
             continue  # only reachable with arches=None: register what is installed
+        flags = REGISTER_FLAGS
+        p_interp = p_dir / f"{arch}-binfmt-P"
+        if p_interp.exists():
+            interp, flags = p_interp, PRESERVE_FLAGS
         entries = read_binfmt_entries(binfmt_dir)
         handler = _handler_for(arch, entries)
-        if handler is not None and handler.fix_binary:
+        if handler is not None and handler.fix_binary and (handler.preserve_argv0 or "P" not in flags):
             results.append(
                 Registered(
                     arch, handler.name, handler.interpreter, handler.flags, "already-registered"
@@ -498,11 +512,11 @@ def setup_emulation(
             # A differently named handler without F: ours is newer, so the kernel tries it first.
             action = "replaced"
         try:
-            _write(binfmt_dir / "register", register_line(arch, str(interp)))
+            _write(binfmt_dir / "register", register_line(arch, str(interp), flags))
         except OSError as e:
             raise RuntimeFailure(
                 f"cannot register qemu-{arch} in {binfmt_dir}/register: {e.strerror}",
                 hint="run as root on the host (not in an unprivileged container)",
             ) from e
-        results.append(Registered(arch, f"qemu-{arch}", str(interp), REGISTER_FLAGS, action))
+        results.append(Registered(arch, f"qemu-{arch}", str(interp), flags, action))
     return results

@@ -1,0 +1,99 @@
+"""Supply-chain commands: ``xarch key generate``, ``sign``, ``verify`` (cosign-compatible)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from xarch.cli.main import GlobalOptions
+from xarch.errors import InputError
+
+if TYPE_CHECKING:
+    from xarch.attest.keys import PrivateKey
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist") from None
+
+
+def load_signing_key(path: str, password_env: str | None) -> PrivateKey:
+    from xarch.attest.keys import load_private_key, password_from
+
+    pem = _read(path, "key file")
+    return load_private_key(pem, password_from(password_env, True), source=path)
+
+
+@click.group("key")
+def key_group() -> None:
+    """Key pairs in cosign's format."""
+
+
+@key_group.command("generate")
+@click.option("--output-prefix", default="cosign", show_default=True, help="Writes PREFIX.key and PREFIX.pub.")
+@click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False))
+@click.option("--password-env", help="Environment variable holding the password (else COSIGN_PASSWORD, else a prompt).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def key_generate(output_prefix: str, directory: str, password_env: str | None, force: bool) -> None:
+    """Generate an ECDSA P-256 key pair (ENCRYPTED SIGSTORE PRIVATE KEY, as cosign)."""
+    from xarch.attest.keys import generate_key_pair, password_from, write_key_pair
+
+    pw = password_from(password_env, True, confirm=True)
+    key, pub = write_key_pair(Path(directory), generate_key_pair(pw), output_prefix, force=force)
+    click.echo(f"Private key written to {key}")
+    click.echo(f"Public key written to {pub}")
+
+
+@click.command("sign")
+@click.argument("image")
+@click.option("--key", "key_path", required=True, help="cosign.key (encrypted private key).")
+@click.option("--password-env", help="Environment variable holding the key password.")
+@click.option("-a", "--annotation", "annotations", multiple=True, help="KEY=VALUE added to the payload.")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Also sign every platform manifest of an index.")
+@click.option("--insecure", is_flag=True)
+@click.pass_obj
+def sign_cmd(g: GlobalOptions, image: str, key_path: str, password_env: str | None,
+             annotations: tuple[str, ...], recursive: bool, insecure: bool) -> None:
+    """Sign IMAGE (registry ref or local store name) as cosign does (sha256-<hex>.sig tags)."""
+    from xarch.attest.signing import open_target, parse_annotations, sign
+    from xarch.transports.remote.options import RegistryOptions
+
+    key = load_signing_key(key_path, password_env)
+    t = open_target(image, registry_options=RegistryOptions(insecure=insecure))
+    try:
+        for subject, sig in sign(t, key, recursive=recursive, annotations=parse_annotations(annotations) or None):
+            what = f" ({subject.platform})" if subject.platform else ""
+            click.echo(f"signed {subject.digest}{what} -> {sig.digest}")
+    finally:
+        t.close()
+
+
+@click.command("verify")
+@click.argument("image")
+@click.option("--key", "key_path", required=True, help="cosign.pub (PEM public key).")
+@click.option("-a", "--annotation", "annotations", multiple=True, help="Required payload annotation KEY=VALUE.")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Also verify every platform manifest of an index.")
+@click.option("--insecure", is_flag=True)
+def verify_cmd(image: str, key_path: str, annotations: tuple[str, ...], recursive: bool, insecure: bool) -> None:
+    """Verify IMAGE's cosign signatures; fails (exit 1) unless every subject verifies."""
+    from xarch.attest.keys import load_public_key
+    from xarch.attest.signing import open_target, parse_annotations, verify
+    from xarch.transports.remote.options import RegistryOptions
+
+    pub = load_public_key(_read(key_path, "public key"), source=key_path)
+    t = open_target(image, registry_options=RegistryOptions(insecure=insecure))
+    try:
+        for subject, sigs in verify(t, pub, recursive=recursive, annotations=parse_annotations(annotations) or None):
+            what = f" ({subject.platform})" if subject.platform else ""
+            click.echo(f"verified {subject.digest}{what}: {len(sigs)} signature(s)")
+    finally:
+        t.close()
+
+
+COMMANDS = [key_group, sign_cmd, verify_cmd]
