@@ -17,16 +17,23 @@ Both tools are run as commands (process start-up included). Results replace the 
 each xarch direction once under cProfile and prints the top functions.
 """
 
+# ruff: noqa: E402  (sys.path must be fixed before the standard library imports below)
 from __future__ import annotations
 
-import argparse
 import os
+import sys
+
+# This file is named copy.py: drop its directory from sys.path before anything imports the
+# standard library's ``copy`` module (dataclasses does), or it would import this script.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse
 import platform as pyplatform
 import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,14 +43,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the registry fixture helper
 
-from helpers.registry import RunningRegistry, start_registry  # noqa: E402
-from xarch.archive import entries_from_tree, write_layer  # noqa: E402
-from xarch.oci import mediatype as mt  # noqa: E402
-from xarch.oci.config import ImageConfig  # noqa: E402
-from xarch.oci.descriptor import Descriptor  # noqa: E402
-from xarch.oci.manifest import Index, Manifest  # noqa: E402
-from xarch.oci.platform import Platform  # noqa: E402
-from xarch.transports.layout import LayoutSink  # noqa: E402
+from helpers.registry import RunningRegistry, start_registry
+from xarch.archive import entries_from_tree, write_layer
+from xarch.oci import mediatype as mt
+from xarch.oci.config import ImageConfig
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.manifest import Index, Manifest
+from xarch.oci.platform import Platform
+from xarch.transports.layout import LayoutSink
 
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 MiB = 1 << 20

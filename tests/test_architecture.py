@@ -25,8 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "executor": {"oci", "snapshot", "archive"},
     "exporter": {"oci", "image", "content", "archive", "transports"},
     "solver": {"oci", "image", "content", "archive", "transports", "graph", "snapshot", "executor", "exporter"},
+    # build orchestrates everything below it, attestations included
     "build": {"oci", "image", "content", "archive", "transports", "graph", "frontend", "snapshot",
-              "executor", "exporter", "solver"},
+              "executor", "exporter", "solver", "attest"},
     "attest": {"oci", "image", "content", "archive", "transports"},
     "release": {"oci", "image", "content", "archive", "transports", "attest"},
 }

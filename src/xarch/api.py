@@ -43,6 +43,7 @@ __all__ = [
     "login",
     "logout",
     "manifest_create",
+    "normalize_registry",
     "parse_platforms",
     "prune",
     "remove",
@@ -116,7 +117,8 @@ class _CountingSink:
 class _CountingMountSink(_CountingSink):
     def mount_blob(self, desc: Descriptor, source: ImageSource) -> bool:
         assert isinstance(self.inner, BlobMounter)
-        return self.inner.mount_blob(desc, source)
+        # A merged source (manifest create) mounts from the repository the blob came from.
+        return self.inner.mount_blob(desc, _origin(source, desc.digest))
 
 
 def _wrap_sink(sink: ImageSink, emit: EventCallback) -> ImageSink:
@@ -426,6 +428,9 @@ class _MergedSource:
         self._raw = raw
         self._owners = owners
 
+    def owner(self, digest: Digest) -> ImageSource | None:
+        return self._owners.get(digest)
+
     def _owner(self, digest: Digest) -> ImageSource:
         try:
             return self._owners[digest]
@@ -495,6 +500,12 @@ def _config_platform(source: ImageSource, doc: Manifest, where: str) -> Platform
         return ImageConfig.parse(cfg_raw).platform
     except (InputError, KeyError):
         return None
+
+
+def _origin(source: ImageSource, digest: Digest) -> ImageSource:
+    if isinstance(source, _MergedSource):
+        return source.owner(digest) or source
+    return source
 
 
 def manifest_create(
@@ -605,11 +616,11 @@ def _run_copy(
     on_event: EventCallback | None,
 ) -> CopyResult:
     emit = on_event or _emit_none
-    from_repo = getattr(source, "repository", "")
 
     def on_copy(e: CopyEvent) -> None:
         detail = e.detail
         if e.kind == "mount":
+            from_repo = getattr(_origin(source, e.digest), "repository", "")
             detail = f"from {from_repo}" if from_repo else ""
         emit(ProgressEvent(e.kind, str(e.digest), e.size, e.size, detail))
 
@@ -819,15 +830,15 @@ def verify_store(store: LocalStore | None = None) -> list[str]:
 
 # -- login / logout ----------------------------------------------------------------------------
 def normalize_registry(registry: str) -> str:
-    """``https://ghcr.io/`` → ``ghcr.io``; docker's index URL → ``docker.io``."""
+    """``https://ghcr.io/`` → ``ghcr.io``; Docker Hub's spellings → ``docker.io``."""
     r = registry.strip()
     for prefix in ("https://", "http://"):
         if r.startswith(prefix):
             r = r[len(prefix) :]
-    r = r.split("/", 1)[0] if "/" in r and not r.startswith("index.docker.io/v1") else r
-    if r.startswith("index.docker.io"):
+    r = r.split("/", 1)[0]
+    if r in ("index.docker.io", "registry-1.docker.io"):
         return "docker.io"
-    if not r:
+    if not r or any(c.isspace() for c in r):
         raise UsageError(
             f"invalid registry {registry!r}: expected a host like ghcr.io or localhost:5000"
         )

@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from xarch.api import normalize_registry
+from xarch.errors import UsageError
 
 from .conftest import Runner, assert_one_error
 
@@ -53,3 +57,14 @@ def test_normalize_registry() -> None:
     assert normalize_registry("https://ghcr.io/") == "ghcr.io"
     assert normalize_registry("https://index.docker.io/v1/") == "docker.io"
     assert normalize_registry("localhost:5000") == "localhost:5000"
+
+
+@given(st.text(max_size=40))
+def test_normalize_registry_is_a_bare_host_or_a_usage_error(s: str) -> None:
+    try:
+        host = normalize_registry(s)
+    except UsageError:
+        return
+    assert host and "/" not in host and not any(c.isspace() for c in host)
+    assert normalize_registry(host) == host
+    assert normalize_registry(f"https://{host}/v2/") == host

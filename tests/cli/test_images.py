@@ -10,6 +10,7 @@ from helpers.images import ImageSet, make_index
 from oci.schema_check import assert_valid_oci
 from xarch.content.store import ContentStore
 from xarch.oci import mediatype as mt
+from xarch.oci.digest import Digest
 from xarch.oci.manifest import Index, parse_any
 
 from .conftest import Runner, assert_store_ok, write_layout
@@ -43,7 +44,7 @@ def test_copy_all_keeps_every_digest(
     assert len(copies) == len(img.blobs)
     for ln in copies:
         _, digest_s, size, unit = ln.split()
-        assert len(img.blobs[digest_s]) == int(size) and unit == "bytes"
+        assert len(img.blobs[Digest(digest_s)]) == int(size) and unit == "bytes"
     assert r.err_lines[-1].startswith(f"copied {img.root.digest}")
     # again: everything exists
     again = xarch(

@@ -133,3 +133,29 @@ def test_dry_run_prints_index_and_writes_nothing(xarch: Runner, tmp_path: Path) 
     doc = json.loads(r.out)
     assert len(doc["manifests"]) == 3
     assert not (tmp_path / "dry").exists()
+
+
+def test_platform_read_from_config_when_the_source_index_lacks_it(
+    xarch: Runner, tmp_path: Path
+) -> None:
+    img = make_index(list(PLATFORMS))
+    idx = Index.parse(img.root_raw)
+    bare = Index.build([d.replace(platform=None) for d in idx.manifests])
+    img.manifests[bare.digest] = (mt.OCI_INDEX, bare.raw)
+    del img.manifests[img.root.digest]
+    img.root = bare.descriptor
+    src = write_layout(tmp_path / "bare", img)
+    assert (
+        json.loads(xarch("inspect", "--format", "json", f"oci:{src}:v1").out)["manifests"][0][
+            "platform"
+        ]
+        == "linux/amd64"
+    )  # inspect reads it from the config too
+    # with an annotation the index is rebuilt, and the entries get their platforms
+    r = xarch(
+        "manifest", "create", "--annotation", "a=b", f"oci:{tmp_path / 't'}:v", f"oci:{src}:v1"
+    )
+    assert r.code == 0, r
+    out = Index.parse(_root(tmp_path / "t", "v"))
+    assert [str(d.platform) for d in out.manifests] == list(PLATFORMS)
+    assert [d.digest for d in out.manifests] == [d.digest for d in idx.manifests]

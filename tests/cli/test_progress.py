@@ -7,8 +7,10 @@ import json
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from xarch.api import ProgressEvent
+from xarch.api import ProgressEvent, parse_platforms
 from xarch.cli.progress import (
     JsonRenderer,
     PlainRenderer,
@@ -19,6 +21,7 @@ from xarch.cli.progress import (
     make_renderer,
     resolve_mode,
 )
+from xarch.errors import UsageError
 
 D = "sha256:" + "ab" * 32
 
@@ -98,3 +101,20 @@ def test_human_size() -> None:
     assert human_size(999) == "999 B"
     assert human_size(1500) == "1.5 kB"
     assert human_size(300_000_000) == "300.0 MB"
+
+
+@given(
+    st.lists(
+        st.sampled_from(["linux/amd64", "arm64", "linux/arm/v7", "x86_64", " ", ""]), min_size=1
+    )
+)
+def test_parse_platforms_dedupes_and_normalises(values: list[str]) -> None:
+    joined = ",".join(values)
+    try:
+        plats = parse_platforms([joined])
+    except UsageError:
+        assert not joined.replace(",", "").strip()
+        return
+    assert len(plats) == len(set(plats))
+    assert all(p.os == "linux" for p in plats)
+    assert all(p.architecture != "x86_64" for p in plats)

@@ -96,4 +96,52 @@ def verify_cmd(image: str, key_path: str, annotations: tuple[str, ...], recursiv
         t.close()
 
 
-COMMANDS = [key_group, sign_cmd, verify_cmd]
+@click.command("attestations")
+@click.argument("image")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--insecure", is_flag=True)
+def attestations_cmd(image: str, fmt: str, insecure: bool) -> None:
+    """List what is attached to IMAGE and each of its platforms: OCI referrers (SBOM,
+    provenance…), cosign signature tags, and buildx-style attestation manifests."""
+    import json
+
+    from xarch.attest import referrers as refs
+    from xarch.attest.signing import open_target
+    from xarch.transports.remote.options import RegistryOptions
+    from xarch.transports.store import LocalStore
+
+    opts = RegistryOptions(insecure=insecure)
+    t = open_target(image, registry_options=opts)
+    try:
+        from xarch.attest.signing import RegistrySignatureStore
+
+        if isinstance(t.store, RegistrySignatureStore):
+            target: refs.ReferrerTarget = refs.RegistryTarget(t.store.client, t.store.repo)
+        else:
+            target = refs.LocalTarget.for_store(LocalStore.default(), image.removeprefix("store:"))
+        rows = refs.attachments(target, t.root)
+    finally:
+        t.close()
+    if fmt == "json":
+        click.echo(json.dumps([{
+            "subject": a.subject.to_json(),
+            "referrers": [r.to_json() for r in a.referrers],
+            "cosign": {tag: d.to_json() for tag, d in a.cosign_tags},
+            "buildx": [b.to_json() for b in a.buildx],
+        } for a in rows], indent=2))
+        return
+    for a in rows:
+        what = str(a.subject.platform) if a.subject.platform else "index/root"
+        click.echo(f"{a.subject.digest} ({what})")
+        for r in a.referrers:
+            pred = r.annotations.get("in-toto.io/predicate-type", "")
+            click.echo(f"  referrer  {r.artifact_type or r.media_type}  {r.digest}" + (f"  {pred}" if pred else ""))
+        for tag, d in a.cosign_tags:
+            click.echo(f"  cosign    {tag}  {d.digest}")
+        for b in a.buildx:
+            click.echo(f"  buildx    attestation-manifest  {b.digest}")
+        if not (a.referrers or a.cosign_tags or a.buildx):
+            click.echo("  (nothing attached)")
+
+
+COMMANDS = [key_group, sign_cmd, verify_cmd, attestations_cmd]

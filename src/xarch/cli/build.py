@@ -6,11 +6,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from xarch.cli.main import GlobalOptions
 from xarch.errors import UsageError
+
+if TYPE_CHECKING:
+    from xarch.build.api import BuildEvent
+    from xarch.oci.platform import Platform
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -43,7 +48,7 @@ def _csv_attrs(s: str) -> dict[str, str]:
     return out
 
 
-def _platforms(values: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _platforms(values: tuple[str, ...]) -> tuple[Platform, ...]:
     from xarch.build.bootstrap import parse_platforms
 
     return parse_platforms(values)
@@ -57,7 +62,7 @@ class _Printer:
         self.lock = threading.Lock()
         self.started: set[int] = set()
 
-    def __call__(self, e) -> None:  # type: ignore[no-untyped-def]
+    def __call__(self, e: BuildEvent) -> None:
         if self.mode == "quiet":
             return
         with self.lock:
@@ -106,14 +111,26 @@ class _Printer:
               help="Write build result metadata (digests, descriptors) as JSON.")
 @click.option("--iidfile", type=click.Path(dir_okay=False, path_type=Path), help="Write the image digest.")
 @click.option("--insecure", is_flag=True, help="Allow plain-HTTP registries for pulls and pushes.")
+@click.option("--sbom", "sbom", is_flag=False, flag_value="true", default=None,
+              help="Attach an SPDX SBOM to every platform image (--sbom or --sbom=true).")
+@click.option("--provenance", is_flag=False, flag_value="mode=min", default=None,
+              help="Attach SLSA provenance: --provenance, --provenance=mode=max.")
+@click.option("--attest-style", type=click.Choice(["referrers", "buildx"]), default="referrers",
+              show_default=True, help="OCI 1.1 referrers, or buildx's unknown/unknown index entries.")
+@click.option("--sign", is_flag=True, help="Sign what is pushed/stored (cosign-compatible); needs --key.")
+@click.option("--key", "key_path", help="cosign.key for --sign.")
+@click.option("--password-env", help="Environment variable holding the key password.")
 @click.pass_obj
 def build_cmd(g: GlobalOptions, context: Path, dockerfile: Path | None, platforms: tuple[str, ...],
               tags: tuple[str, ...], build_args: tuple[str, ...], target: str | None, no_cache: bool,
               secrets: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...],
               network: str, jobs: int, outputs: tuple[str, ...], push: bool,
-              metadata_file: Path | None, iidfile: Path | None, insecure: bool) -> None:
+              metadata_file: Path | None, iidfile: Path | None, insecure: bool, sbom: str | None,
+              provenance: str | None, attest_style: str, sign: bool, key_path: str | None,
+              password_env: str | None) -> None:
     """Build CONTEXT's Dockerfile for every --platform at once, daemonless."""
     from xarch.build.api import BuildOptions, Output, Secret, build, write_metadata
+    from xarch.build.attestations import AttestOptions
     from xarch.transports.remote.options import RegistryOptions
     from xarch.transports.store import LocalStore
 
@@ -134,12 +151,27 @@ def build_cmd(g: GlobalOptions, context: Path, dockerfile: Path | None, platform
         if "id" not in a:
             raise UsageError(f"invalid --secret {s!r}", hint="id=ID,src=FILE or id=ID,env=VAR")
         sec.append(Secret(a["id"], src=a.get("src") or a.get("source"), env=a.get("env")))
+    prov_mode = None
+    if provenance is not None and provenance.lower() not in ("false", "0"):
+        attrs = _csv_attrs(provenance) if "=" in provenance else {}
+        prov_mode = attrs.get("mode", "min")
+        if prov_mode not in ("min", "max"):
+            raise UsageError(f"invalid --provenance mode {prov_mode!r}", hint="mode=min or mode=max")
+    key = None
+    if sign:
+        if not key_path:
+            raise UsageError("--sign needs --key cosign.key")
+        from xarch.cli.attest import load_signing_key
+
+        key = load_signing_key(key_path, password_env)
+    attest = AttestOptions(sbom=(sbom or "false").lower() not in ("false", "0"), provenance=prov_mode,
+                           style=attest_style, sign_key=key)
     opts = BuildOptions(
         context=context, dockerfile=dockerfile, platforms=_platforms(platforms), tags=tags,
         build_args=_kv(build_args, "--build-arg"), target=target, no_cache=no_cache,
         secrets=tuple(sec), labels=_kv(labels, "--label"), annotations=_kv(annotations, "--annotation"),
         network=network, jobs=jobs, outputs=tuple(outs), push=push, compression=compression,
-        oci_media_types=oci, registry_options=RegistryOptions(insecure=insecure),
+        oci_media_types=oci, registry_options=RegistryOptions(insecure=insecure), attest=attest,
     )
     t0 = time.monotonic()
     res = build(opts, store=LocalStore.default(), on_event=_Printer(g.progress))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from xarch.errors import InputError
+
+if TYPE_CHECKING:
+    from xarch.frontend.dockerfile.parser import Node, ParseResult
 
 
 def _read(path: str) -> tuple[bytes, str]:
@@ -47,7 +51,7 @@ def parse_cmd(file: str, mode: str) -> None:
         click.echo(f"WARN: {w.short} (line {w.line})", err=True)
 
 
-def _node_json(n) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _node_json(n: Node) -> dict[str, object]:
     return {
         "instruction": n.value,
         "flags": list(n.flags),
@@ -62,7 +66,7 @@ def _node_json(n) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
-def _ast_json(result) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _ast_json(result: ParseResult) -> dict[str, object]:
     return {
         "directives": dict(result.directives),
         "escape": result.escape_token,

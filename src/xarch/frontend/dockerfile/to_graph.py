@@ -157,6 +157,10 @@ class Converter:
 
     # -- base images -------------------------------------------------------------------------
 
+    def resolved_images(self) -> list[ResolvedImage]:
+        """Every base image resolved so far (for provenance)."""
+        return list(self._resolved.values())
+
     def _resolve(self, ref: str, platform: Platform) -> ResolvedImage:
         key = (ref, str(platform))
         if key not in self._resolved:

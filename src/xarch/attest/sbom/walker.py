@@ -1,0 +1,533 @@
+"""Walk an image's layers as tar streams and compute the visible filesystem, without unpacking.
+
+Layers are read bottom-up, each exactly once, as a stream (gzip/zstd/plain detected by magic).
+Per layer the entries are collected first and whiteouts applied to the lower layers afterwards,
+because a whiteout only ever hides *lower* content, wherever it sits in the tar (``.wh.name``
+deletes ``name`` and everything below it, ``.wh..wh..opq`` hides a directory's lower children).
+A non-directory over a directory replaces the whole subtree, as overlayfs does.
+
+Only the metadata of every entry is kept (one small node per path). File *contents* are kept
+only for paths a cataloger asked for by pattern (bounded: files over ``MAX_CAPTURE`` are
+skipped with a note), and executables may be handed to streaming scanners (Go build info) that
+keep only what they extract. Each visible path remembers the layer it came from.
+
+Every layer blob is verified against its descriptor digest and size while it is read; a
+mismatch fails the walk (nothing from an unverified layer is reported).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from xarch.archive.compress import decompress_stream
+from xarch.archive.safepath import UnsafePathError, clean_name
+from xarch.archive.whiteout import classify
+from xarch.attest.sbom.model import LayerRef
+from xarch.errors import IntegrityError
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.digest import Digest, Digester
+
+MAX_CAPTURE = 64 << 20  # largest file whose whole content is kept in memory
+MAX_SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
+_TAR_BUFSIZE = 1 << 20
+
+__all__ = [
+    "MAX_CAPTURE",
+    "ExecutableScanner",
+    "FileRecord",
+    "FileRequest",
+    "FileSystemView",
+    "ImageReader",
+    "ScanRecord",
+    "glob_to_regex",
+    "walk_layers",
+]
+
+
+class ImageReader(Protocol):
+    """What the walker needs from an image: its layers in order and a way to read each blob."""
+
+    def layers(self) -> list[tuple[Descriptor, Digest]]:
+        """(layer descriptor, diffID) from the bottom layer to the top."""
+        ...
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        """The raw (possibly compressed) bytes of a layer blob; the caller closes it."""
+        ...
+
+
+class ExecutableScanner(Protocol):
+    """Streams through executables during the walk and keeps a small extract (or nothing)."""
+
+    name: str
+
+    def scan(self, stream: BinaryIO, size: int) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """Paths (globs relative to ``/``: ``*`` within a component, ``**/`` any depth) whose
+    content a cataloger needs. ``history`` also keeps the earlier versions of the file from
+    lower layers (used to tell which layer introduced a package into a package database)."""
+
+    patterns: tuple[str, ...]
+    history: bool = False
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str  # absolute, e.g. "/var/lib/dpkg/status"
+    layer: LayerRef
+    data: bytes
+    # Earlier versions from lower layers, oldest first (only for history requests); the
+    # chain restarts at a whiteout.
+    history: tuple[tuple[LayerRef, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    path: str
+    layer: LayerRef
+    scanner: str
+    result: bytes
+
+
+def glob_to_regex(pattern: str) -> str:
+    """Translate a path glob to a regex (no anchors). ``**/`` matches zero or more dirs."""
+    out: list[str] = []
+    i = 0
+    p = pattern.lstrip("/")
+    while i < len(p):
+        if p.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif p.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif p[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif p[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(p[i]))
+            i += 1
+    return "".join(out)
+
+
+def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    pats = sorted(set(patterns))
+    if not pats:
+        return None
+    return re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in pats), re.DOTALL)
+
+
+# -- node tree ------------------------------------------------------------------------------
+
+_DIR, _FILE, _SYMLINK, _OTHER = 0, 1, 2, 3
+
+
+class _Node:
+    __slots__ = ("children", "data", "history", "kind", "layer", "linkname", "path", "scans")
+
+    def __init__(self, path: str, kind: int, layer: int, linkname: str = "") -> None:
+        self.path = path
+        self.kind = kind
+        self.layer = layer
+        self.linkname = linkname
+        self.children: dict[str, _Node] | None = {} if kind == _DIR else None
+        self.data: bytes | None = None
+        self.history: list[tuple[int, bytes]] | None = None
+        self.scans: dict[str, bytes] | None = None
+
+
+class _Tree:
+    def __init__(self) -> None:
+        self.root = _Node("", _DIR, -1)
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> _Node | None:
+        """Look a path up the way the kernel would inside the image root: symlinks in any
+        component are followed (absolute targets restart at the root, ``..`` stops there)."""
+        parts: deque[str] = deque(path.split("/"))
+        stack: list[_Node] = [self.root]
+        hops = 0
+        while parts:
+            comp = parts.popleft()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            children = stack[-1].children
+            if children is None:
+                return None
+            child = children.get(comp)
+            if child is None:
+                return None
+            if child.kind == _SYMLINK and (parts or follow_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    return None
+                if child.linkname.startswith("/"):
+                    stack = [self.root]
+                parts.extendleft(reversed(child.linkname.split("/")))
+                continue
+            stack.append(child)
+        return stack[-1]
+
+    def parent_dir(self, path: str, layer: int) -> _Node:
+        """The directory node ``path`` (root-relative, clean) lives in, created if missing.
+        Symlinked parent directories are followed (as containerd's apply does)."""
+        parent = path.rpartition("/")[0]
+        node = self.root
+        walked: list[str] = []
+        for comp in parent.split("/") if parent else ():
+            walked.append(comp)
+            assert node.children is not None
+            child = node.children.get(comp)
+            if child is not None and child.kind == _SYMLINK:
+                target = self.resolve("/".join(walked))
+                if target is not None and target.kind == _DIR:
+                    node = target
+                    continue
+            if child is None or child.kind != _DIR:
+                child = _Node(f"{node.path}/{comp}" if node.path else comp, _DIR, layer)
+                node.children[comp] = child  # type: ignore[index]
+            node = child
+        return node
+
+    def delete(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        p = self.resolve(parent, follow_last=True) if parent else self.root
+        if p is not None and p.children is not None:
+            p.children.pop(name, None)
+
+    def iter_nodes(self) -> Iterator[_Node]:
+        stack = [self.root]
+        while stack:
+            n = stack.pop()
+            if n.children:
+                stack.extend(n.children.values())
+            if n is not self.root:
+                yield n
+
+
+class FileSystemView:
+    """The final visible filesystem: requested file contents and scanner results."""
+
+    def __init__(self, tree: _Tree, layers: Sequence[LayerRef]) -> None:
+        self._tree = tree
+        self.layers = tuple(layers)
+        files: dict[str, FileRecord] = {}
+        scans: list[ScanRecord] = []
+        for n in tree.iter_nodes():
+            if n.data is not None:
+                hist = tuple((self.layers[i], d) for i, d in n.history or ())
+                files["/" + n.path] = FileRecord("/" + n.path, self.layers[n.layer], n.data, hist)
+            if n.scans:
+                for name, res in n.scans.items():
+                    scans.append(ScanRecord("/" + n.path, self.layers[n.layer], name, res))
+        self.files = dict(sorted(files.items()))
+        self.scans = tuple(sorted(scans, key=lambda s: (s.path, s.scanner)))
+
+    def get(self, path: str) -> FileRecord | None:
+        """The captured file at ``path``, following symlinks (None if absent or not captured)."""
+        rec = self.files.get(path)
+        if rec is not None:
+            return rec
+        n = self._tree.resolve(path)
+        if n is None or n.data is None:
+            return None
+        return self.files.get("/" + n.path)
+
+    def exists(self, path: str) -> bool:
+        return self._tree.resolve(path) is not None
+
+    def is_symlink(self, path: str) -> bool:
+        n = self._tree.resolve(path, follow_last=False)
+        return n is not None and n.kind == _SYMLINK
+
+    def glob(self, pattern: str) -> list[FileRecord]:
+        rx = re.compile(glob_to_regex(pattern), re.DOTALL)
+        return [r for p, r in self.files.items() if rx.fullmatch(p[1:])]
+
+
+# -- blob reading ---------------------------------------------------------------------------
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Pass-through reader that hashes and counts; ``finish`` drains and checks the digest."""
+
+    def __init__(self, raw: BinaryIO, desc: Descriptor) -> None:
+        self._raw = raw
+        self._desc = desc
+        self._dg = Digester(desc.digest.algorithm)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        b[:n] = data
+        self._dg.update(data)
+        if self._dg.size > self._desc.size:
+            raise IntegrityError(
+                f"layer {self._desc.digest}: more data than the {self._desc.size} bytes "
+                "its descriptor declares"
+            )
+        return n
+
+    def finish(self) -> None:
+        while self.read(_TAR_BUFSIZE):
+            pass  # the tar end marker may be followed by padding: hash it all
+        if self._dg.size != self._desc.size:
+            raise IntegrityError(
+                f"layer {self._desc.digest}: size mismatch (descriptor {self._desc.size}, "
+                f"read {self._dg.size}; truncated blob?)"
+            )
+        got = self._dg.digest()
+        if got != self._desc.digest:
+            raise IntegrityError(
+                f"layer {self._desc.digest}: digest mismatch (content hashes to {got})",
+                hint="the blob is corrupt or was tampered with; re-pull the image",
+            )
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks (what ImageSource.open_blob gives)."""
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None] | None = None) -> None:
+        self._it = chunks
+        self._buf = b""
+        self._close = close
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            nxt = next(self._it, None)
+            if nxt is None:
+                return 0
+            self._buf = bytes(nxt)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            closer = getattr(self._it, "close", None)
+            if callable(closer):
+                closer()
+            if self._close is not None:
+                self._close()
+        super().close()
+
+
+class _ForwardStream:
+    """Random-access face over a forward-only stream: ``seek`` may only move forward (it reads
+    and discards). tarfile's seekable mode only ever seeks forward when members are visited in
+    order, and avoids its stream mode (``r|``), which copies its whole buffer on every read."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n) if n is not None and n >= 0 else self._raw.read()
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            pos += self._pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream cannot seek from its end")
+        if pos < self._pos:
+            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
+        while self._pos < pos:
+            chunk = self._raw.read(min(pos - self._pos, _TAR_BUFSIZE))
+            if not chunk:
+                break  # tarfile notices the short read itself
+            self._pos += len(chunk)
+        return self._pos
+
+
+# -- the walk -------------------------------------------------------------------------------
+
+
+def _read_all(f: BinaryIO) -> bytes:
+    chunks = []
+    while chunk := f.read(_TAR_BUFSIZE):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def walk_layers(
+    reader: ImageReader,
+    requests: Sequence[FileRequest],
+    scanners: Sequence[ExecutableScanner] = (),
+    *,
+    notes: list[str] | None = None,
+    max_capture: int = MAX_CAPTURE,
+) -> FileSystemView:
+    """Read every layer once and return the visible filesystem with the requested contents."""
+    notes = notes if notes is not None else []
+    wanted = _compile(p for r in requests for p in r.patterns)
+    with_history = _compile(p for r in requests if r.history for p in r.patterns)
+    layers_in = reader.layers()
+    layer_refs = [LayerRef(i, d.digest, diff) for i, (d, diff) in enumerate(layers_in)]
+    tree = _Tree()
+    for ref, (desc, _diff) in zip(layer_refs, layers_in):
+        _walk_one(reader, desc, ref.index, tree, wanted, with_history, scanners, notes, max_capture)
+    return FileSystemView(tree, layer_refs)
+
+
+def _walk_one(
+    reader: ImageReader,
+    desc: Descriptor,
+    idx: int,
+    tree: _Tree,
+    wanted: re.Pattern[str] | None,
+    with_history: re.Pattern[str] | None,
+    scanners: Sequence[ExecutableScanner],
+    notes: list[str],
+    max_capture: int,
+) -> None:
+    entries: list[tuple[str, _Node]] = []
+    by_path: dict[str, _Node] = {}
+    opaque: list[str] = []
+    whiteouts: list[str] = []
+    raw = reader.open_blob(desc)
+    try:
+        verifier = _VerifyingReader(raw, desc)
+        stream = decompress_stream(io.BufferedReader(verifier, _TAR_BUFSIZE), desc.media_type)
+        try:
+            with tarfile.open(fileobj=_ForwardStream(stream), mode="r:") as tf:  # type: ignore[call-overload]
+                for m in tf:
+                    _entry(m, tf, idx, desc, entries, by_path, opaque, whiteouts, tree, wanted,
+                           scanners, notes, max_capture)  # fmt: skip
+        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+            if isinstance(e, IntegrityError):
+                raise
+            raise IntegrityError(
+                f"layer {desc.digest} is not a readable tar stream: {e}",
+                hint="the layer blob is corrupt or not a layer",
+            ) from None
+        verifier.finish()
+    finally:
+        raw.close()
+    # Deletions hide lower layers only, so they are applied before this layer's entries.
+    for d in opaque:
+        n = tree.resolve(d) if d else tree.root
+        if n is not None and n.children is not None:
+            n.children.clear()
+    for w in whiteouts:
+        tree.delete(w)
+    for path, node in entries:
+        parent = tree.parent_dir(path, idx)
+        assert parent.children is not None
+        name = path.rpartition("/")[2]
+        node.path = f"{parent.path}/{name}" if parent.path else name  # physical location
+        existing = parent.children.get(name)
+        if node.kind == _DIR and existing is not None and existing.kind == _DIR:
+            existing.layer = idx if existing.layer < 0 else existing.layer
+            continue  # directories merge; their children stay visible
+        if (
+            with_history is not None
+            and existing is not None
+            and existing.data is not None
+            and node.data is not None
+            and with_history.fullmatch(path)
+        ):
+            node.history = [*(existing.history or ()), (existing.layer, existing.data)]
+        parent.children[name] = node
+
+
+def _entry(
+    m: tarfile.TarInfo,
+    tf: tarfile.TarFile,
+    idx: int,
+    desc: Descriptor,
+    entries: list[tuple[str, _Node]],
+    by_path: dict[str, _Node],
+    opaque: list[str],
+    whiteouts: list[str],
+    tree: _Tree,
+    wanted: re.Pattern[str] | None,
+    scanners: Sequence[ExecutableScanner],
+    notes: list[str],
+    max_capture: int,
+) -> None:
+    try:
+        path = clean_name(m.name)
+    except UnsafePathError as e:
+        raise IntegrityError(f"layer {desc.digest}: {e.message}") from None
+    if not path:
+        return
+    parent, _, base = path.rpartition("/")
+    kind, rest = classify(base)
+    if kind == "opaque":
+        opaque.append(parent)
+        return
+    if kind == "whiteout":
+        whiteouts.append(f"{parent}/{rest}" if parent else rest)
+        return
+    if kind == "meta" or "/.wh..wh." in "/" + parent:
+        return  # AUFS bookkeeping (hardlink dirs), never image content
+    if m.isdir():
+        node = _Node(path, _DIR, idx)
+    elif m.issym():
+        node = _Node(path, _SYMLINK, idx, m.linkname)
+    elif m.islnk():
+        node = _Node(path, _FILE, idx)
+        try:
+            target = clean_name(m.linkname, what="hardlink target")
+        except UnsafePathError as e:
+            raise IntegrityError(f"layer {desc.digest}: {e.message}") from None
+        src = by_path.get(target) or tree.resolve(target, follow_last=False)
+        if src is not None:
+            node.data = src.data if wanted is not None and wanted.fullmatch(path) else None
+            node.scans = src.scans
+    elif m.isreg():
+        node = _Node(path, _FILE, idx)
+        if wanted is not None and wanted.fullmatch(path):
+            if m.size > max_capture:
+                notes.append(
+                    f"/{path} ({m.size} bytes) in layer {desc.digest} is larger than "
+                    f"{max_capture} bytes; not read"
+                )
+            else:
+                f = tf.extractfile(m)
+                assert f is not None
+                node.data = _read_all(f)  # type: ignore[arg-type]
+        elif scanners and m.mode & 0o111 and m.size >= 64:
+            # The stream can be read only once, so only the first scanner sees executables.
+            sc = scanners[0]
+            f = tf.extractfile(m)
+            assert f is not None
+            res = sc.scan(f, m.size)  # type: ignore[arg-type]
+            if res is not None:
+                node.scans = {sc.name: res}
+    else:
+        node = _Node(path, _OTHER, idx)
+    entries.append((path, node))
+    by_path[path] = node

@@ -1,0 +1,1 @@
+"""Differential conformance tier: xarch vs Docker BuildKit on a Dockerfile corpus."""
