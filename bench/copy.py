@@ -212,7 +212,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, {pyplatform.system()} {pyplatform.release()}"
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, {pyplatform.system()} {pyplatform.release()}, "
+        f"load average {load} at the end (other work shares the machine)"
+    )
 
 
 def tool_versions(xarch: list[str]) -> str:

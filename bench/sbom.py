@@ -32,7 +32,7 @@ import random
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from xarch.archive.compress import LayerWriter, decompress_stream
 from xarch.attest.sbom import generate_sboms
@@ -83,7 +83,7 @@ def build_image(root: Path, mib: int, layers: int, seed: int = 1) -> Descriptor:
     for li in range(layers):
         tmp = root / f"layer{li}.tmp"
         w = LayerWriter("gzip", level=1, dest=tmp)
-        with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
             if li == 0:
                 _add(tf, "etc/os-release", b'ID=debian\nVERSION_ID="12"\n')
                 _add(tf, "var/lib/dpkg/status", _dpkg_status(400))
@@ -143,7 +143,7 @@ def read_hash_gunzip(src: LayoutSource) -> None:
     for d in _layers(src):
         dg = Digester()
 
-        def chunks(d: Descriptor = d, dg: Digester = dg):  # type: ignore[no-untyped-def]
+        def chunks(d: Descriptor = d, dg: Digester = dg) -> Iterator[bytes]:
             for c in src.open_blob(d):
                 dg.update(c)
                 yield c

@@ -279,7 +279,8 @@ def normalize_created_by(s: str) -> str:
       resolved value (build-arg, default, or global/automatic ARG);
     - ``RUN |N k=v ...``: a key repeated (an ARG declared twice) kept once, last value
       wins, as current BuildKit's ``runCommandString`` does; v0.8 repeats it;
-    - ``EXPOSE map[a:{} b:{}]`` (v0.8 prints the port map) == ``EXPOSE [a b]``;
+    - ``EXPOSE map[a:{} b:{}]`` (v0.8 prints the port map, sorted) == ``EXPOSE [a b]``, and
+      the ports are compared as a sorted list (current BuildKit keeps Dockerfile order);
     - ``HEALTHCHECK &{[...] "i" "t" "s" 'r'}`` (v0.8, no StartInterval field) gets the
       ``"0s"`` StartInterval current BuildKit prints.
     """
@@ -299,7 +300,9 @@ def normalize_created_by(s: str) -> str:
         return " ".join([f"RUN |{len(merged)}", *(f"{k}={v}" for k, v in merged.items()), *rest])
     m = _EXPOSE_MAP.match(s)
     if m:
-        return "EXPOSE [" + " ".join(p.removesuffix(":{}") for p in m.group(1).split(" ") if p) + "]"
+        s = "EXPOSE [" + " ".join(p.removesuffix(":{}") for p in m.group(1).split(" ") if p) + "]"
+    if s.startswith("EXPOSE [") and s.endswith("]"):
+        return "EXPOSE [" + " ".join(sorted(s[8:-1].split())) + "]"
     m = _HC_OLD.match(s)
     if m:
         return f'{m.group(1)} "0s" {m.group(2)}'

@@ -15,6 +15,7 @@ A case is a directory ``corpus/<name>/`` with a ``Dockerfile``, its context file
     modes = { "file" = "0600" }     # chmod in the copied context (git keeps only 644/755)
     hardlinks = { "b" = "a" }       # b becomes a hardlink of a in the copied context
     xattrs = { "f" = { "user.k" = "v" } }  # extended attributes set in the copied context
+                                    # ("hex:..." for binary values)
     labels = { k = "v" }            # --label for both builders
     docker_deviations = ["..."]     # exact difference lines where Docker 20.10 is wrong
                                     # (each one explained in docs/compat.md)
@@ -195,7 +196,8 @@ class Harness:
             os.link(ctx / target, ctx / rel)
         for rel, attrs in (case.spec.get("xattrs") or {}).items():
             for k, v in attrs.items():
-                os.setxattr(ctx / rel, k, v.encode(), follow_symlinks=False)
+                value = bytes.fromhex(v[4:]) if v.startswith("hex:") else v.encode()
+                os.setxattr(ctx / rel, k, value, follow_symlinks=False)
         return ctx
 
     def _secret_files(self, case: Case) -> dict[str, Path]:

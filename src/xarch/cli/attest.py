@@ -144,4 +144,40 @@ def attestations_cmd(image: str, fmt: str, insecure: bool) -> None:
             click.echo("  (nothing attached)")
 
 
-COMMANDS = [key_group, sign_cmd, verify_cmd, attestations_cmd]
+@click.command("sbom")
+@click.argument("image")
+@click.option("--platform", "platforms", multiple=True, help="Only these platforms (default: all).")
+@click.option("--format", "fmt", type=click.Choice(["spdx-json", "cyclonedx-json"]), default="spdx-json",
+              show_default=True)
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=True, path_type=Path),
+              help="File (one platform) or directory (one file per platform); default stdout.")
+@click.option("--insecure", is_flag=True)
+def sbom_cmd(image: str, platforms: tuple[str, ...], fmt: str, output: Path | None, insecure: bool) -> None:
+    """SBOM of IMAGE (any location): one document per platform image, never one for an index.
+    Catalogs dpkg, apk, rpm, Python, npm and Go binaries from the layers, whiteouts applied."""
+    from xarch.attest.sbom.api import generate_sboms
+    from xarch.build.bootstrap import parse_platforms
+    from xarch.transports.remote.options import RegistryOptions
+    from xarch.transports.store import LocalStore
+
+    wanted = parse_platforms(platforms) or None
+    docs = generate_sboms(image, platforms=wanted, fmt=fmt, registry_options=RegistryOptions(insecure=insecure),
+                          store=LocalStore.default())
+    if output is None:
+        if len(docs) > 1:
+            raise InputError(f"{image} has {len(docs)} platforms: pass --platform or -o DIR")
+        click.echo(next(iter(docs.values())).decode())
+        return
+    if len(docs) == 1 and not output.is_dir():
+        output.write_bytes(next(iter(docs.values())))
+        click.echo(str(output))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    ext = "spdx.json" if fmt == "spdx-json" else "cdx.json"
+    for p, doc in sorted(docs.items(), key=lambda kv: str(kv[0])):
+        f = output / f"{str(p).replace('/', '_')}.{ext}"
+        f.write_bytes(doc)
+        click.echo(str(f))
+
+
+COMMANDS = [key_group, sign_cmd, verify_cmd, attestations_cmd, sbom_cmd]

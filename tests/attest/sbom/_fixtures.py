@@ -245,7 +245,9 @@ def rpmdb_sqlite(headers: Sequence[bytes]) -> bytes:
     import sqlite3
 
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+    conn.execute(
+        "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)"
+    )
     for h in headers:
         conn.execute("INSERT INTO Packages (blob) VALUES (?)", (h,))
     conn.commit()

@@ -36,4 +36,6 @@ def spdx_validator() -> jsonschema.protocols.Validator:
 
 
 def errors(validator: jsonschema.protocols.Validator, doc: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
+    ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -9,12 +10,13 @@ from hypothesis import strategies as st
 from attest.sbom._fixtures import (
     DEP5,
     GO_MODINFO,
+    OPQ,
     OS_RELEASE_ALPINE,
     OS_RELEASE_DEBIAN,
     OS_RELEASE_FEDORA,
-    OPQ,
     WH,
     D,
+    E,
     F,
     L,
     apk_record,
@@ -37,16 +39,16 @@ from xarch.attest.sbom.catalogers.golang import (
 )
 from xarch.attest.sbom.catalogers.osrelease import parse_os_release
 from xarch.attest.sbom.catalogers.rpm import parse_header
-from xarch.attest.sbom.model import Catalog
+from xarch.attest.sbom.model import Catalog, Package
 from xarch.errors import InputError
 
 
-def _catalog(layers: list[list], **kw: object) -> Catalog:  # type: ignore[type-arg]
-    img = make_image(layers, **kw)  # type: ignore[arg-type]
+def _catalog(layers: list[list[E]], **kw: Any) -> Catalog:
+    img = make_image(layers, **kw)
     return catalog_image(img, img.info())
 
 
-def _by_name(cat: Catalog) -> dict[str, object]:
+def _by_name(cat: Catalog) -> dict[str, Package]:
     return {p.name: p for p in cat.packages}
 
 
@@ -64,7 +66,9 @@ def test_os_release_parsing_and_symlink() -> None:
 
 
 def test_etc_os_release_wins_over_usr_lib() -> None:
-    cat = _catalog([[F("usr/lib/os-release", OS_RELEASE_DEBIAN), F("etc/os-release", OS_RELEASE_ALPINE)]])
+    cat = _catalog(
+        [[F("usr/lib/os-release", OS_RELEASE_DEBIAN), F("etc/os-release", OS_RELEASE_ALPINE)]]
+    )
     assert cat.os is not None and cat.os.id == "alpine"
 
 
@@ -90,16 +94,16 @@ def test_dpkg_status_with_layers_whiteouts_and_licenses() -> None:
     pk = _by_name(cat)
     assert set(pk) == {"libc6", "bash", "curl"}  # config-files package is not installed
     libc, bash, curl = pk["libc6"], pk["bash"], pk["curl"]
-    assert libc.purl == (  # type: ignore[attr-defined]
+    assert libc.purl == (
         "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc"
     )
-    assert bash.purl.endswith("upstream=bash%405.2.15-2")  # type: ignore[attr-defined]
-    assert libc.licenses == ("LGPL-2.1+", "GPL-2+")  # type: ignore[attr-defined]
-    assert bash.licenses == ()  # type: ignore[attr-defined]
-    assert curl.licenses == ("curl", "GPL-2+")  # type: ignore[attr-defined]
+    assert bash.purl.endswith("upstream=bash%405.2.15-2")
+    assert libc.licenses == ("LGPL-2.1+", "GPL-2+")
+    assert bash.licenses == ()
+    assert curl.licenses == ("curl", "GPL-2+")
     # the status file was rewritten in layer 1, but libc6 was introduced in layer 0
-    assert libc.layer.index == 0 and curl.layer.index == 1  # type: ignore[attr-defined]
-    assert libc.paths == ("/var/lib/dpkg/status", "/usr/share/doc/libc6/copyright")  # type: ignore[attr-defined]
+    assert libc.layer.index == 0 and curl.layer.index == 1
+    assert libc.paths == ("/var/lib/dpkg/status", "/usr/share/doc/libc6/copyright")
 
 
 def test_dpkg_package_removed_in_a_later_layer_and_whiteout_of_status() -> None:
@@ -130,7 +134,7 @@ def test_dpkg_distroless_status_d_and_opaque_dir() -> None:
              F("var/lib/dpkg/status.d/tzdata", dpkg_status(dpkg_para("tzdata", "2024a", "all")))],
         ]
     )  # fmt: skip
-    assert [(p.name, p.layer.index) for p in cat.packages] == [("tzdata", 1)]  # type: ignore[union-attr]
+    assert [(p.name, p.layer.index) for p in cat.packages] == [("tzdata", 1)]
     assert cat.packages[0].purl == "pkg:deb/debian/tzdata@2024a?arch=all"
 
 
@@ -150,15 +154,19 @@ def test_parse_paragraphs_never_crashes(text: str) -> None:
 
 
 def test_apk_installed() -> None:
-    db = apk_record("musl", "1.2.4-r2", lic="MIT") + "\n" + apk_record(
-        "busybox", "1.36.1-r15", lic="GPL-2.0-only"
-    ) + "\n" + apk_record("ssl_client", "1.36.1-r15", lic="GPL-2.0-only", origin="busybox")
+    db = (
+        apk_record("musl", "1.2.4-r2", lic="MIT")
+        + "\n"
+        + apk_record("busybox", "1.36.1-r15", lic="GPL-2.0-only")
+        + "\n"
+        + apk_record("ssl_client", "1.36.1-r15", lic="GPL-2.0-only", origin="busybox")
+    )
     cat = _catalog([[F("etc/os-release", OS_RELEASE_ALPINE), F("lib/apk/db/installed", db)]])
     pk = _by_name(cat)
     assert set(pk) == {"musl", "busybox", "ssl_client"}
-    assert pk["musl"].purl == "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1"  # type: ignore[attr-defined]
-    assert pk["ssl_client"].purl.endswith("&upstream=busybox")  # type: ignore[attr-defined]
-    assert pk["busybox"].licenses == ("GPL-2.0-only",)  # type: ignore[attr-defined]
+    assert pk["musl"].purl == "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1"
+    assert pk["ssl_client"].purl.endswith("&upstream=busybox")
+    assert pk["busybox"].licenses == ("GPL-2.0-only",)
 
 
 def test_apk_whiteout_of_db_in_later_layer() -> None:
@@ -192,12 +200,12 @@ def test_rpm_sqlite_db() -> None:
     pk = _by_name(cat)
     assert set(pk) == {"bash", "openssl-libs"}
     ossl = pk["openssl-libs"]
-    assert ossl.version == "1:3.1.1-4.fc39"  # type: ignore[attr-defined]
-    assert ossl.purl == (  # type: ignore[attr-defined]
+    assert ossl.version == "1:3.1.1-4.fc39"
+    assert ossl.purl == (
         "pkg:rpm/fedora/openssl-libs@3.1.1-4.fc39?arch=x86_64&distro=fedora-39&epoch=1"
         "&upstream=openssl-libs-3.1.1-4.fc39.src.rpm"
     )
-    assert pk["bash"].licenses == ("GPL-3.0-or-later",)  # type: ignore[attr-defined]
+    assert pk["bash"].licenses == ("GPL-3.0-or-later",)
 
 
 def test_rpm_berkeleydb_is_noted_not_guessed() -> None:
@@ -246,10 +254,10 @@ def test_python_dist_info_and_egg_info() -> None:
     )  # fmt: skip
     pk = _by_name(cat)
     assert set(pk) == {"requests", "Foo_Bar", "six", "old", "pkg"}
-    assert pk["Foo_Bar"].purl == "pkg:pypi/foo-bar@1.0"  # type: ignore[attr-defined]
-    assert pk["Foo_Bar"].licenses == ("MIT OR Apache-2.0",)  # type: ignore[attr-defined]
-    assert pk["six"].licenses == ("MIT",)  # type: ignore[attr-defined]
-    assert pk["requests"].licenses == ("Apache 2.0",)  # type: ignore[attr-defined]
+    assert pk["Foo_Bar"].purl == "pkg:pypi/foo-bar@1.0"
+    assert pk["Foo_Bar"].licenses == ("MIT OR Apache-2.0",)
+    assert pk["six"].licenses == ("MIT",)
+    assert pk["requests"].licenses == ("Apache 2.0",)
 
 
 # -- npm ------------------------------------------------------------------------------------
@@ -270,8 +278,8 @@ def test_npm_packages() -> None:
     )  # fmt: skip
     pk = _by_name(cat)
     assert set(pk) == {"lodash", "@babel/core", "old"}
-    assert pk["@babel/core"].purl == "pkg:npm/%40babel/core@7.24.0"  # type: ignore[attr-defined]
-    assert pk["old"].licenses == ("BSD", "GPL")  # type: ignore[attr-defined]
+    assert pk["@babel/core"].purl == "pkg:npm/%40babel/core@7.24.0"
+    assert pk["old"].licenses == ("BSD", "GPL")
     assert any("broken" in n for n in cat.notes)
 
 
@@ -325,7 +333,7 @@ def test_go_scanner_finds_magic_across_chunk_boundaries(split: int) -> None:
             out, self.buf = (self.buf, b"") if n < 0 else (self.buf[:n], self.buf[n:])
             return out
 
-    got = GoBuildInfoScanner().scan(Stream(), len(elf))  # type: ignore[arg-type]
+    got = GoBuildInfoScanner().scan(Stream(), len(elf))
     assert got is not None and decode_buildinfo(got).go_version == "go1.21.0"
 
 

@@ -10,8 +10,8 @@ import pytest
 from attest.sbom._fixtures import (
     DEP5,
     GO_MODINFO,
-    OS_RELEASE_DEBIAN,
     OPQ,
+    OS_RELEASE_DEBIAN,
     WH,
     D,
     F,

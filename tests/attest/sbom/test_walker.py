@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attest.sbom._fixtures import D, E, F, H, L, OPQ, WH, make_image
+from attest.sbom._fixtures import OPQ, WH, D, E, F, H, L, make_image
 from xarch.attest.sbom.walker import FileRequest, glob_to_regex, walk_layers
 from xarch.errors import IntegrityError
 from xarch.oci.descriptor import Descriptor
+from xarch.oci.digest import Digest
 
 ALL = [FileRequest(("**",))]
 
@@ -194,9 +195,7 @@ def _model(layers: list[list[tuple[str, str]]]) -> dict[str, str]:
                 for j in range(1, len(parts)):
                     anc = "/".join(parts[:j])
                     if visible.get(anc, "dir") != "dir":
-                        visible = {
-                            k: v for k, v in visible.items() if not k.startswith(anc + "/")
-                        }
+                        visible = {k: v for k, v in visible.items() if not k.startswith(anc + "/")}
                     visible[anc] = "dir"
                 if op == "file":
                     visible = {k: v for k, v in visible.items() if not k.startswith(p + "/")}
@@ -218,7 +217,7 @@ def test_walker_matches_overlay_model(layers: list[list[tuple[str, str]]]) -> No
     clean: list[list[tuple[str, str]]] = []
     for layer in layers:
         seen: set[str] = set()
-        ops = []
+        ops: list[tuple[str, str]] = []
         for op, p in layer:
             key = p if op in ("file", "dir", "wh") else p + "/.opq"
             if key in seen or (op == "wh" and p in {q for o, q in layer if o in ("file", "dir")}):
@@ -255,12 +254,44 @@ def test_reader_protocol_accepts_any_opener() -> None:
     opened: list[Descriptor] = []
 
     class R:
-        def layers(self):  # type: ignore[no-untyped-def]
+        def layers(self) -> list[tuple[Descriptor, Digest]]:
             return img.layers()
 
-        def open_blob(self, desc):  # type: ignore[no-untyped-def]
+        def open_blob(self, desc: Descriptor) -> io.BytesIO:
             opened.append(desc)
             return io.BytesIO(img.blobs[desc.digest])
 
     walk_layers(R(), ALL)
     assert opened == list(img.manifest.layers)
+
+
+def test_hardlink_to_lower_layer_and_to_missing_target() -> None:
+    img = make_image(
+        [[F("a/METADATA", "lower")],
+         [H("b/METADATA", "a/METADATA"), H("c/METADATA", "nowhere/METADATA")]]
+    )  # fmt: skip
+    fs = walk_layers(img, [FileRequest(("**/METADATA",))])
+    assert fs.files["/b/METADATA"].data == b"lower"
+    assert fs.files["/b/METADATA"].layer.index == 1
+    assert "/c/METADATA" not in fs.files and fs.exists("/c/METADATA")
+
+
+def test_parallel_and_sequential_walks_agree() -> None:
+    layers = [
+        [F(f"l{i}/f{j}", f"{i}-{j}") for j in range(30)] + [WH(f"l{i - 1}/f3")] if i else
+        [F(f"l{i}/f{j}", f"{i}-{j}") for j in range(30)]
+        for i in range(6)
+    ]  # fmt: skip
+    img = make_image(layers, compression=["gzip", "zstd", "plain"] * 2)
+    a = walk_layers(img, ALL, workers=1)
+    b = walk_layers(img, ALL, workers=4)
+    assert a.files == b.files and len(a.files) == 6 * 30 - 5
+
+
+def test_error_in_one_layer_fails_the_parallel_walk() -> None:
+    img = make_image([[F("a", "1")], [F("b", "2")], [F("c", "3")]])
+    d = img.manifest.layers[1]
+    blob = img.blobs[d.digest]
+    img.blobs[d.digest] = blob[:-1] + bytes([blob[-1] ^ 0xFF])
+    with pytest.raises(IntegrityError):
+        walk_layers(img, ALL, workers=3)

@@ -17,17 +17,20 @@ mismatch fails the walk (nothing from an unverified layer is reported).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
-import tarfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from xarch.archive.compress import decompress_stream
 from xarch.archive.safepath import UnsafePathError, clean_name
 from xarch.archive.whiteout import classify
+from xarch.attest.sbom._tar import DIR, LNK, REG, SYM, Member, TarFormatError, TarReader
 from xarch.attest.sbom.model import LayerRef
 from xarch.errors import IntegrityError
 from xarch.oci.descriptor import Descriptor
@@ -336,41 +339,6 @@ class ChunkReader(io.RawIOBase):
         super().close()
 
 
-class _ForwardStream:
-    """Random-access face over a forward-only stream: ``seek`` may only move forward (it reads
-    and discards). tarfile's seekable mode only ever seeks forward when members are visited in
-    order, and avoids its stream mode (``r|``), which copies its whole buffer on every read."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n) if n is not None and n >= 0 else self._raw.read()
-        self._pos += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            pos += self._pos
-        elif whence != io.SEEK_SET:
-            raise io.UnsupportedOperation("a layer stream cannot seek from its end")
-        if pos < self._pos:
-            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
-        while self._pos < pos:
-            chunk = self._raw.read(min(pos - self._pos, _TAR_BUFSIZE))
-            if not chunk:
-                break  # tarfile notices the short read itself
-            self._pos += len(chunk)
-        return self._pos
-
-
 # -- the walk -------------------------------------------------------------------------------
 
 
@@ -388,61 +356,111 @@ def walk_layers(
     *,
     notes: list[str] | None = None,
     max_capture: int = MAX_CAPTURE,
+    workers: int | None = None,
 ) -> FileSystemView:
-    """Read every layer once and return the visible filesystem with the requested contents."""
+    """Read every layer once and return the visible filesystem with the requested contents.
+
+    Layers are read concurrently (``workers`` threads; decompression and hashing release the
+    GIL) and applied strictly in order, bottom to top.
+    """
     notes = notes if notes is not None else []
     wanted = _compile(p for r in requests for p in r.patterns)
     with_history = _compile(p for r in requests if r.history for p in r.patterns)
     layers_in = reader.layers()
     layer_refs = [LayerRef(i, d.digest, diff) for i, (d, diff) in enumerate(layers_in)]
     tree = _Tree()
-    for ref, (desc, _diff) in zip(layer_refs, layers_in):
-        _walk_one(reader, desc, ref.index, tree, wanted, with_history, scanners, notes, max_capture)
+    n = workers if workers is not None else min(4, os.cpu_count() or 1)
+
+    def read(i: int) -> _LayerScan:
+        return _read_layer(reader, layers_in[i][0], i, wanted, scanners, max_capture)
+
+    if n <= 1 or len(layers_in) <= 1:
+        for i in range(len(layers_in)):
+            _apply(tree, read(i), with_history, notes)
+    else:
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sbom-layer") as pool:
+            futures = [pool.submit(read, i) for i in range(len(layers_in))]
+            try:
+                for fut in futures:
+                    _apply(tree, fut.result(), with_history, notes)
+            finally:
+                for fut in futures:
+                    fut.cancel()
     return FileSystemView(tree, layer_refs)
 
 
-def _walk_one(
+@dataclass
+class _LayerScan:
+    """One layer's entries and deletions, read but not yet applied."""
+
+    index: int
+    entries: list[tuple[str, _Node]]
+    opaque: list[str]
+    whiteouts: list[str]
+    hardlinks: list[tuple[_Node, str]]  # links whose target is in a lower layer
+    notes: list[str]
+
+
+def _read_layer(
     reader: ImageReader,
     desc: Descriptor,
     idx: int,
-    tree: _Tree,
     wanted: re.Pattern[str] | None,
-    with_history: re.Pattern[str] | None,
     scanners: Sequence[ExecutableScanner],
-    notes: list[str],
     max_capture: int,
-) -> None:
-    entries: list[tuple[str, _Node]] = []
+) -> _LayerScan:
+    scan = _LayerScan(idx, [], [], [], [], [])
     by_path: dict[str, _Node] = {}
-    opaque: list[str] = []
-    whiteouts: list[str] = []
     raw = reader.open_blob(desc)
     try:
         verifier = _VerifyingReader(raw, desc)
         stream = decompress_stream(io.BufferedReader(verifier, _TAR_BUFSIZE), desc.media_type)
+        tar = TarReader(stream)
         try:
-            with tarfile.open(fileobj=_ForwardStream(stream), mode="r:") as tf:  # type: ignore[call-overload]
-                for m in tf:
-                    _entry(m, tf, idx, desc, entries, by_path, opaque, whiteouts, tree, wanted,
-                           scanners, notes, max_capture)  # fmt: skip
-        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+            for m in tar:
+                _entry(m, tar, desc, scan, by_path, wanted, scanners, max_capture)
+        except (EOFError, OSError, ValueError) as e:
             if isinstance(e, IntegrityError):
                 raise
             raise IntegrityError(
                 f"layer {desc.digest} is not a readable tar stream: {e}",
                 hint="the layer blob is corrupt or not a layer",
             ) from None
+        except IntegrityError as e:
+            if isinstance(e, TarFormatError):
+                # a digest mismatch explains a broken tar better than the tar error does
+                with contextlib.suppress(IntegrityError, OSError, ValueError, EOFError):
+                    verifier.finish()
+                raise IntegrityError(f"layer {desc.digest}: {e.message}") from None
+            raise
         verifier.finish()
     finally:
         raw.close()
+    return scan
+
+
+def _apply(
+    tree: _Tree, scan: _LayerScan, with_history: re.Pattern[str] | None, notes: list[str]
+) -> None:
+    idx = scan.index
+    notes.extend(scan.notes)
     # Deletions hide lower layers only, so they are applied before this layer's entries.
-    for d in opaque:
+    for d in scan.opaque:
         n = tree.resolve(d) if d else tree.root
         if n is not None and n.children is not None:
             n.children.clear()
-    for w in whiteouts:
+    for w in scan.whiteouts:
         tree.delete(w)
-    for path, node in entries:
+    for node, target in scan.hardlinks:
+        src = tree.resolve(target, follow_last=False)
+        if src is not None:
+            node.data = src.data if node.data is _WANTED else None
+            node.scans = src.scans
+        elif node.data is _WANTED:
+            node.data = None
+    for path, node in scan.entries:
+        if node.data is _WANTED:
+            node.data = None  # a hardlink to something that is not there
         parent = tree.parent_dir(path, idx)
         assert parent.children is not None
         name = path.rpartition("/")[2]
@@ -462,21 +480,21 @@ def _walk_one(
         parent.children[name] = node
 
 
+# Marker: a hardlink whose content is wanted, resolved when the layer is applied.
+_WANTED = b"\x00<wanted>"
+
+
 def _entry(
-    m: tarfile.TarInfo,
-    tf: tarfile.TarFile,
-    idx: int,
+    m: Member,
+    tar: TarReader,
     desc: Descriptor,
-    entries: list[tuple[str, _Node]],
+    scan: _LayerScan,
     by_path: dict[str, _Node],
-    opaque: list[str],
-    whiteouts: list[str],
-    tree: _Tree,
     wanted: re.Pattern[str] | None,
     scanners: Sequence[ExecutableScanner],
-    notes: list[str],
     max_capture: int,
 ) -> None:
+    idx = scan.index
     try:
         path = clean_name(m.name)
     except UnsafePathError as e:
@@ -486,48 +504,48 @@ def _entry(
     parent, _, base = path.rpartition("/")
     kind, rest = classify(base)
     if kind == "opaque":
-        opaque.append(parent)
+        scan.opaque.append(parent)
         return
     if kind == "whiteout":
-        whiteouts.append(f"{parent}/{rest}" if parent else rest)
+        scan.whiteouts.append(f"{parent}/{rest}" if parent else rest)
         return
     if kind == "meta" or "/.wh..wh." in "/" + parent:
         return  # AUFS bookkeeping (hardlink dirs), never image content
-    if m.isdir():
+    if m.type == DIR:
         node = _Node(path, _DIR, idx)
-    elif m.issym():
+    elif m.type == SYM:
         node = _Node(path, _SYMLINK, idx, m.linkname)
-    elif m.islnk():
+    elif m.type == LNK:
         node = _Node(path, _FILE, idx)
         try:
             target = clean_name(m.linkname, what="hardlink target")
         except UnsafePathError as e:
             raise IntegrityError(f"layer {desc.digest}: {e.message}") from None
-        src = by_path.get(target) or tree.resolve(target, follow_last=False)
+        want = wanted is not None and wanted.fullmatch(path) is not None
+        src = by_path.get(target)
         if src is not None:
-            node.data = src.data if wanted is not None and wanted.fullmatch(path) else None
+            node.data = src.data if want else None
             node.scans = src.scans
-    elif m.isreg():
+        else:  # target in a lower layer: resolved when this layer is applied
+            node.data = _WANTED if want else None
+            scan.hardlinks.append((node, target))
+    elif m.type == REG:
         node = _Node(path, _FILE, idx)
         if wanted is not None and wanted.fullmatch(path):
             if m.size > max_capture:
-                notes.append(
+                scan.notes.append(
                     f"/{path} ({m.size} bytes) in layer {desc.digest} is larger than "
                     f"{max_capture} bytes; not read"
                 )
             else:
-                f = tf.extractfile(m)
-                assert f is not None
-                node.data = _read_all(f)  # type: ignore[arg-type]
+                node.data = tar.read_content()
         elif scanners and m.mode & 0o111 and m.size >= 64:
             # The stream can be read only once, so only the first scanner sees executables.
             sc = scanners[0]
-            f = tf.extractfile(m)
-            assert f is not None
-            res = sc.scan(f, m.size)  # type: ignore[arg-type]
+            res = sc.scan(cast(BinaryIO, tar), m.size)
             if res is not None:
                 node.scans = {sc.name: res}
     else:
         node = _Node(path, _OTHER, idx)
-    entries.append((path, node))
+    scan.entries.append((path, node))
     by_path[path] = node

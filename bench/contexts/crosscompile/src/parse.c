@@ -1,0 +1,2 @@
+/* parse.c */
+int parse(void) { return 0; }

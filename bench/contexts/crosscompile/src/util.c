@@ -1,0 +1,2 @@
+/* util.c */
+int util(void) { return 0; }
