@@ -30,6 +30,8 @@ serving ``corpus/_http/``. ``case.toml`` and ``Dockerfile*`` are not part of the
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import shutil
@@ -39,10 +41,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from conformance.differential import ImageView, read_docker_save, view_from_layers
-
 from xarch.archive.compress import decompress_stream
 from xarch.oci.manifest import Index, Manifest, parse_any
 from xarch.oci.platform import Platform
@@ -76,8 +77,10 @@ class Case:
         out = []
         for path in self.dir.glob("Dockerfile*"):
             for m in re.finditer(r"--mount=(\S+)", path.read_text()):
-                opts = dict(kv.split("=", 1) if "=" in kv else (kv, "")
-                            for kv in m.group(1).split(","))
+                opts: dict[str, str] = {}
+                for kv in m.group(1).split(","):
+                    k, _, v = kv.partition("=")
+                    opts[k] = v
                 target = opts.get("target") or opts.get("dst") or opts.get("destination")
                 if not target and opts.get("type") == "secret":
                     target = "/run/secrets/" + opts.get("id", "")
@@ -162,12 +165,12 @@ class Harness:
         ctx = self._context(case)
         try:
             out.xarch = self._xarch(case, ctx)
-        except Exception as e:  # noqa: BLE001 - reported by the test with the case name
+        except Exception as e:
             out.xarch_error = f"{type(e).__name__}: {e}"
         if case.docker_supported or "docker_dockerfile" in case.spec:
             try:
                 out.docker = self._docker(case, ctx)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 out.docker_error = f"{type(e).__name__}: {e}"
         return out
 
@@ -232,8 +235,6 @@ class Harness:
         return self.store_views(res.root)
 
     def store_views(self, root: Any) -> dict[str, ImageView]:
-        import json
-
         content = self.store.content
         doc = parse_any(content.read_bytes(root.digest), root.media_type)
         descs = list(doc.manifests) if isinstance(doc, Index) else [root]
@@ -241,12 +242,10 @@ class Harness:
         for d in descs:
             man = Manifest.parse(content.read_bytes(d.digest), d.media_type)
             cfg = json.loads(content.read_bytes(man.config.digest))
-            streams = []
+            streams: list[BinaryIO] = []
             for layer in man.layers:
                 with content.open(layer.digest) as f:
-                    import io
-
-                    streams.append(io.BytesIO(decompress_stream(f).read()))  # type: ignore[arg-type]
+                    streams.append(io.BytesIO(decompress_stream(f).read()))
             key = str(d.platform) if d.platform is not None else _cfg_platform(cfg)
             views[key] = view_from_layers(cfg, streams)
         return views

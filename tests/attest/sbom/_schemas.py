@@ -39,3 +39,25 @@ def errors(validator: jsonschema.protocols.Validator, doc: Any) -> list[str]:
     return [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
     ]
+
+
+def spdx_expression_errors(doc: Any) -> list[str]:
+    """licenseDeclared values that an independent SPDX expression parser (``license-expression``,
+    a dependency of cyclonedx-python-lib) rejects. LicenseRef- ids are valid but unknown to it."""
+    import re
+
+    from license_expression import get_spdx_licensing
+
+    licensing = get_spdx_licensing()
+    ref_only = re.compile(
+        r"Unknown license key\(s\): LicenseRef-[A-Za-z0-9.-]+(, LicenseRef-[A-Za-z0-9.-]+)*"
+    )
+    out = []
+    for p in doc["packages"]:
+        expr = p.get("licenseDeclared", "NOASSERTION")
+        if expr in ("NOASSERTION", "NONE"):
+            continue
+        errs = [e for e in licensing.validate(expr).errors if not ref_only.fullmatch(e)]
+        if errs:
+            out.append(f"{p['name']}: {expr!r}: {errs}")
+    return out

@@ -143,11 +143,20 @@ def test_copyright_licenses_dep5_only() -> None:
     assert copyright_licenses("Some text\nLicense: MIT\n") == []
 
 
+_key = st.from_regex(r"[A-Z][A-Za-z-]{0,10}", fullmatch=True)
+_val = st.from_regex(r"[!-~]([ -~]{0,20}[!-~])?", fullmatch=True)
+
+
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab:\n \tX"), max_size=200))
-def test_parse_paragraphs_never_crashes(text: str) -> None:
-    for p in parse_paragraphs(text):
-        assert all(":" not in k or True for k in p)
+@given(st.lists(st.dictionaries(_key, _val, min_size=1, max_size=5), max_size=4))
+def test_parse_paragraphs_roundtrip(paras: list[dict[str, str]]) -> None:
+    text = "\n".join("".join(f"{k}: {v}\n" for k, v in p.items()) for p in paras)
+    assert parse_paragraphs(text) == paras
+
+
+def test_parse_paragraphs_continuations() -> None:
+    text = "A: 1\nB: x\n y\n .\n z\nA: dup\n\n\nC: 3\n"
+    assert parse_paragraphs(text) == [{"A": "1", "B": "x\ny\n.\nz"}, {"C": "3"}]
 
 
 # -- apk ------------------------------------------------------------------------------------

@@ -23,7 +23,12 @@ from attest.sbom._fixtures import (
     go_buildinfo,
     make_image,
 )
-from attest.sbom._schemas import cyclonedx_validator, errors, spdx_validator
+from attest.sbom._schemas import (
+    cyclonedx_validator,
+    errors,
+    spdx_expression_errors,
+    spdx_validator,
+)
 from xarch.attest.sbom import cyclonedx, spdx
 from xarch.attest.sbom.api import catalog_image, render
 from xarch.attest.sbom.model import Catalog
@@ -98,6 +103,7 @@ def test_fixture_contents() -> None:
 def test_spdx_validates_and_is_well_formed() -> None:
     doc = spdx.build(fixture_catalog())
     assert errors(spdx_validator(), doc) == []
+    assert spdx_expression_errors(doc) == []
     ids = [p["SPDXID"] for p in doc["packages"]]
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", i) for i in ids)
@@ -142,6 +148,9 @@ def test_schema_validation_catches_breakage() -> None:
     sdoc = spdx.build(fixture_catalog())
     del sdoc["packages"][1]["downloadLocation"]
     assert errors(spdx_validator(), sdoc)
+    sdoc = spdx.build(fixture_catalog())
+    sdoc["packages"][2]["licenseDeclared"] = "MIT AND (GPL-2.0-only"
+    assert spdx_expression_errors(sdoc)
 
 
 def test_deterministic_and_unique_per_platform() -> None:

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from attest.sbom._schemas import cyclonedx_validator, errors, spdx_validator
+from attest.sbom._schemas import (
+    cyclonedx_validator,
+    errors,
+    spdx_expression_errors,
+    spdx_validator,
+)
 from xarch.attest.sbom import ManifestImageReader, catalog_image, render
 from xarch.attest.sbom.model import ImageInfo
 from xarch.content.store import ContentStore
@@ -110,6 +115,7 @@ def test_dpkg_matches_dpkg_query(tmp_path: Path) -> None:
 
     spdx_doc = json.loads(render(cat, "spdx-json"))
     assert errors(spdx_validator(), spdx_doc) == []
+    assert spdx_expression_errors(spdx_doc) == []
     cdx_doc = json.loads(render(cat, "cyclonedx-json"))
     assert errors(cyclonedx_validator(), cdx_doc) == []
     assert len(cdx_doc["components"]) == len(expected) + 1  # + the OS

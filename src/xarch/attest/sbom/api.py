@@ -219,6 +219,11 @@ def _generate(
     out: dict[Platform, bytes] = {}
     found: list[Platform] = []
     for declared, desc in _platform_images(source, root):
+        if declared is not None and (
+            declared in out or (wanted is not None and not any(w.matches(declared) for w in wanted))
+        ):
+            found.append(declared)
+            continue  # not asked for: do not even fetch its config
         reader = ManifestImageReader.from_source(source, desc)
         plat = declared or reader.config.platform.normalize()
         found.append(plat)

@@ -1,7 +1,8 @@
 """Walk an image's layers as tar streams and compute the visible filesystem, without unpacking.
 
-Layers are read bottom-up, each exactly once, as a stream (gzip/zstd/plain detected by magic).
-Per layer the entries are collected first and whiteouts applied to the lower layers afterwards,
+Each layer is read exactly once, as a stream (gzip/zstd/plain detected by magic); several are
+read concurrently, and the results applied strictly bottom-up. Per layer the entries are
+collected first and whiteouts applied to the lower layers afterwards,
 because a whiteout only ever hides *lower* content, wherever it sits in the tar (``.wh.name``
 deletes ``name`` and everything below it, ``.wh..wh..opq`` hides a directory's lower children).
 A non-directory over a directory replaces the whole subtree, as overlayfs does.
@@ -340,13 +341,6 @@ class ChunkReader(io.RawIOBase):
 
 
 # -- the walk -------------------------------------------------------------------------------
-
-
-def _read_all(f: BinaryIO) -> bytes:
-    chunks = []
-    while chunk := f.read(_TAR_BUFSIZE):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def walk_layers(
