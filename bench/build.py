@@ -93,6 +93,9 @@ CONTEXT_NAMES = ("runheavy", "crosscompile", "copy400")
 CHANGED_FILE = {"runheavy": "input.txt", "crosscompile": "src/main.c", "copy400": "small.txt"}
 HEAVY_STEP = "RUN mkdir -p obj"  # crosscompile's build-stage step that must run once
 SCENARIOS = ("cold", "nochange", "onefile")
+# the Debian docker.io client (20.10): a newer /usr/local/bin/docker wants the buildx plugin
+# for DOCKER_BUILDKIT=1, which dockerd 20.10's built-in BuildKit does not need
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 MiB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -386,11 +389,12 @@ class BuildahTool(Tool):
     def heavy_runs(self, output: str) -> int | None:
         # "STEP 4/7: RUN mkdir -p obj ..." followed by "--> Using cache" when it did not run;
         # platforms build concurrently, so count steps minus cache hits of that step's digest
-        steps = len(re.findall(r"^STEP \d+/\d+: " + re.escape(HEAVY_STEP), output, re.M))
+        step = re.compile(r"STEP \d+/\d+: " + re.escape(HEAVY_STEP))
+        steps = len(step.findall(output))
         lines = output.splitlines()
         cached = 0
         for i, line in enumerate(lines):
-            if re.match(r"^STEP \d+/\d+: " + re.escape(HEAVY_STEP), line):
+            if step.search(line):
                 nxt = next((x for x in lines[i + 1 : i + 4] if x.startswith("-->")), "")
                 cached += "Using cache" in nxt
         return steps - cached
@@ -423,7 +427,7 @@ class DockerTool(Tool):
              "--insecure-registry", "127.0.0.0/8"],
             stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "version"], env=self._env(), capture_output=True).returncode != 0:
+        while subprocess.run([DOCKER, "version"], env=self._env(), capture_output=True).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchError("dockerd did not start:\n" + (self.dir / "dockerd.log").read_text()[-2000:])
             time.sleep(0.2)
@@ -433,10 +437,10 @@ class DockerTool(Tool):
                 "DOCKER_CONFIG": str(self.config)}
 
     def reset(self) -> None:
-        run_quiet(["docker", "builder", "prune", "-af"], env=self._env())
-        ids = run_quiet(["docker", "images", "-aq"], env=self._env()).split()
+        run_quiet([DOCKER, "builder", "prune", "-af"], env=self._env())
+        ids = run_quiet([DOCKER, "images", "-aq"], env=self._env()).split()
         if ids:
-            run_quiet(["docker", "rmi", "-f", *sorted(set(ids))], env=self._env())
+            run_quiet([DOCKER, "rmi", "-f", *sorted(set(ids))], env=self._env())
         shutil.rmtree(self.config / "manifests", ignore_errors=True)
 
     @staticmethod
@@ -444,7 +448,7 @@ class DockerTool(Tool):
         return p.split("/", 1)[1].replace("/", "")
 
     def build(self, ctx: Path, ctx_name: str, platforms: Sequence[str], log: Path) -> tuple[Sample, str]:
-        cmds = [["docker", "build", "--progress", "plain", "--network", "host", "--platform", p,
+        cmds = [[DOCKER, "build", "--progress", "plain", "--network", "host", "--platform", p,
                  "--build-arg", f"BASE={self.env.base_ref}",
                  "-t", f"bench/{ctx_name}:{self._suffix(p)}", str(ctx)] for p in platforms]
         return run_timed(cmds, env=self._env(), extra_roots=[self.proc.pid], log=log)
@@ -454,11 +458,11 @@ class DockerTool(Tool):
         repo = f"{self.env.push_registry.url}/bench/{ctx_name}"
         cmds: list[list[str]] = []
         for p in platforms:
-            cmds.append(["docker", "tag", f"bench/{ctx_name}:{self._suffix(p)}", f"{repo}:docker-{self._suffix(p)}"])
-            cmds.append(["docker", "push", "-q", f"{repo}:docker-{self._suffix(p)}"])
-        cmds.append(["docker", "manifest", "create", "--insecure", "--amend", f"{repo}:docker",
+            cmds.append([DOCKER, "tag", f"bench/{ctx_name}:{self._suffix(p)}", f"{repo}:docker-{self._suffix(p)}"])
+            cmds.append([DOCKER, "push", "-q", f"{repo}:docker-{self._suffix(p)}"])
+        cmds.append([DOCKER, "manifest", "create", "--insecure", "--amend", f"{repo}:docker",
                      *(f"{repo}:docker-{self._suffix(p)}" for p in platforms)])
-        cmds.append(["docker", "manifest", "push", "--insecure", f"{repo}:docker"])
+        cmds.append([DOCKER, "manifest", "push", "--insecure", f"{repo}:docker"])
         return run_timed(cmds, env=self._env(), extra_roots=[self.proc.pid], log=log)[0]
 
     def heavy_runs(self, output: str) -> int | None:
@@ -470,7 +474,7 @@ class DockerTool(Tool):
         return runs
 
     def version(self) -> str:
-        server = run_quiet(["docker", "version", "--format", "{{.Server.Version}}"], env=self._env()).strip()
+        server = run_quiet([DOCKER, "version", "--format", "{{.Server.Version}}"], env=self._env()).strip()
         return f"dockerd {server} (BuildKit built in)"
 
     def close(self) -> None:

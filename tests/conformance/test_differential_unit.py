@@ -142,8 +142,9 @@ def test_created_by_normalisation() -> None:
 
 
 def test_history_and_config_differences() -> None:
-    h1 = [{"created_by": "RUN a # buildkit"}, {"created_by": "ENV X=1", "empty_layer": True}]
-    h2 = [{"created_by": "RUN a # buildkit"}]
+    h1: list[dict[str, Any]] = [{"created_by": "RUN a # buildkit"},
+                                {"created_by": "ENV X=1", "empty_layer": True}]
+    h2: list[dict[str, Any]] = [{"created_by": "RUN a # buildkit"}]
     assert diff_history(h1, h2)[0] == "history: 2 entries in xarch, 1 in docker"
     c1 = {"architecture": "arm64", "variant": "v8", "config": {"Cmd": [], "WorkingDir": ""}}
     c2 = {"architecture": "arm64", "config": {"Cmd": None}}
