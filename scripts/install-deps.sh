@@ -36,7 +36,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import xarch, pytest, hypothesis, jsonschema" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.xarch-installed ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  # pip's output goes to a log (this machine's pip config warns about every package); shown on failure
+  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >.venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    exit 1
+  fi
   touch .venv/.xarch-installed
 fi
 echo "xarch: installed $(.venv/bin/xarch --version 2>/dev/null || echo '(cli not ready)') in $here/.venv"

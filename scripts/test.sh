@@ -12,9 +12,10 @@ scripts/install-deps.sh
 state="$(mktemp -d /tmp/xarch-test.XXXXXX)"
 cleanup() {
   if [ -f "$state/dockerd.pid" ]; then
-    kill "$(cat "$state/dockerd.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$(cat "$state/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$state/dockerd.pid")" 2>/dev/null || true
+    pid="$(cat "$state/dockerd.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
   fi
   umount -R "$state/docker/root" 2>/dev/null || true
   rm -rf "$state" 2>/dev/null || true
