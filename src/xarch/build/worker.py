@@ -1,0 +1,740 @@
+"""The build worker: does the I/O for each graph op (the solver's ``Worker``).
+
+Layers are extracted once per store into ``layers/<diffid>`` in overlayfs form (whiteouts as
+0/0 char devices, opaque dirs by xattr) and stacked as lowerdirs; a RUN or COPY writes into a
+fresh upper dir whose contents *are* the new layer. After a step the upper dir is adopted as
+the extracted form of the layer it produced, so the next step stacks it without re-extracting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import zstandard
+
+from xarch.archive.apply import apply_layer
+from xarch.archive.diff import diff_overlay_upper, diff_trees
+from xarch.archive.entry import TarEntry
+from xarch.archive.tarwriter import read_xattrs
+from xarch.archive.whiteout import is_overlay_opaque, is_overlay_whiteout
+from xarch.build import fileop
+from xarch.build.layers import store_layer
+from xarch.build.users import resolve_chown, resolve_user
+from xarch.content.store import ContentStore
+from xarch.errors import (
+    InputError,
+    IntegrityError,
+    NetworkError,
+    NotFoundError,
+    RuntimeFailure,
+    UsageError,
+    XarchError,
+)
+from xarch.executor import mounts as xmounts
+from xarch.executor.runtime import ContainerExitError, RuntimeInfo
+from xarch.executor.runtime import run as run_container
+from xarch.executor.spec import NetworkMode, runtime_spec
+from xarch.frontend.dockerfile.dockerignore import PatternMatcher
+from xarch.graph.ops import ContextOp, CopyOp, ExecOp, ImageOp, MkdirOp, MountSpec, Vertex
+from xarch.oci.config import ImageConfig
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.digest import Digest
+from xarch.oci.manifest import Manifest
+from xarch.oci.platform import Platform
+from xarch.snapshot.overlay import Snapshotter
+from xarch.solver.solver import LayerRef, Result
+
+_COMPLETE = ".xarch-complete"
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    context_dir: Path
+    ignore: PatternMatcher | None = None
+    compression: str = "gzip"
+    oci_media_types: bool = True
+    source_date_epoch: int | None = None
+    secrets: Mapping[str, bytes] | None = None
+    host_network_ok: bool = True
+
+
+class BuildWorker:
+    def __init__(
+        self,
+        store: ContentStore,
+        home: Path,
+        runtime: Callable[[], RuntimeInfo],
+        options: WorkerOptions,
+    ) -> None:
+        self.store = store
+        # runc refuses a rootfs path that goes through a symlink (/tmp/... -> ...): resolve once
+        self.home = home.resolve()
+        home = self.home
+        self.opts = options
+        self._runtime = runtime
+        self.layers_dir = home / "layers"
+        self.layers_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir = home / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.snapshots = Snapshotter(home / "snapshots")
+        self.caches = xmounts.CacheStore(home / "cache-mounts")
+        self._extract_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._tree = fileop.SourceTree(options.context_dir, options.ignore)
+        self._snap_lowers: dict[str, list[Path]] = {}
+        self._downloads: dict[str, _Download] = {}
+        self._fetch_locks: dict[str, threading.Lock] = {}
+        self._dl_dir: Path | None = None
+        self._cache_locks: dict[str, threading.Lock] = {}
+
+    # -- sources -------------------------------------------------------------------------
+
+    def resolve_image(self, op: ImageOp) -> tuple[LayerRef, ...]:
+        digest = Digest(op.manifest_digest)
+        if not self.store.has(digest):
+            raise NotFoundError(f"base image {op.ref} ({digest}) is not in the store", hint="pull it first")
+        man = Manifest.parse(self.store.read_bytes(digest))
+        cfg = ImageConfig.parse(self.store.read_bytes(man.config))
+        if len(cfg.diff_ids) != len(man.layers):
+            raise InputError(f"image {op.ref}: {len(man.layers)} layers but {len(cfg.diff_ids)} diff_ids")
+        for layer in man.layers:
+            if not self.store.has(layer.digest):
+                raise NotFoundError(f"image {op.ref}: layer {layer.digest} missing from the store",
+                                    hint="pull the image again")
+        return tuple(LayerRef(d, diff) for d, diff in zip(man.layers, cfg.diff_ids, strict=True))
+
+    def context_dir(self, op: ContextOp) -> Path:
+        if op.name != "context":
+            raise UsageError(f"unknown build context {op.name!r}")
+        return self.opts.context_dir
+
+    def copy_checksum(self, op: CopyOp, source: Result) -> str:
+        urls = [s for s in op.sources if _is_url(s)]
+        local = tuple(s for s in op.sources if not _is_url(s))
+        parts = []
+        for url in urls:
+            # BuildKit: a pinned --checksum is the key; else the content decides (re-fetched)
+            parts.append(f"url:{url}:" + (op.checksum or str(self._fetch(url, "").digest)))
+        if source.local_dir is not None and local:
+            parts.append(fileop.checksum(self._tree, local, op.excludes))
+        return ",".join(parts)  # a stage or image source: its cache key already names its content
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.store.has(desc.digest)
+
+    # -- layer extraction ----------------------------------------------------------------
+
+    def layer_dir(self, layer: LayerRef) -> Path:
+        """The layer's extracted overlay-form directory (extracted on first use)."""
+        d = self.layers_dir / layer.diff_id.hex
+        if (d / _COMPLETE).exists() or (self.layers_dir / f"{layer.diff_id.hex}.complete").exists():
+            return d
+        with self._layer_lock(layer.diff_id.hex):
+            marker = self.layers_dir / f"{layer.diff_id.hex}.complete"
+            if marker.exists():
+                return d
+            tmp = Path(tempfile.mkdtemp(prefix="extract-", dir=self.tmp_dir))
+            try:
+                with self.store.open(layer.descriptor.digest) as f:
+                    apply_layer(cast(BinaryIO, f), tmp, mode="overlay", diff_id=str(layer.diff_id))
+                if d.exists():
+                    shutil.rmtree(d)
+                os.replace(tmp, d)
+                marker.touch()
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return d
+
+    @contextlib.contextmanager
+    def _layer_lock(self, hexdigest: str) -> Iterator[None]:
+        """Exclusive right to create ``layers/<hex>``, across threads *and* processes: another
+        build sharing the store may be mounting a layer dir the moment it is complete, so a
+        complete one must never be replaced."""
+        with self._lock:
+            tlock = self._extract_locks.setdefault(hexdigest, threading.Lock())
+        with tlock, open(self.layers_dir / f"{hexdigest}.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _adopt_upper(self, upper: Path, diff_id: Digest) -> None:
+        """Keep a step's overlay upper dir as the extracted form of the layer it produced."""
+        marker = self.layers_dir / f"{diff_id.hex}.complete"
+        d = self.layers_dir / diff_id.hex
+        with self._layer_lock(diff_id.hex):
+            if marker.exists():
+                return
+            if d.exists():
+                shutil.rmtree(d)
+            os.replace(upper, d)
+            marker.touch()
+
+    def _lowers(self, layers: Sequence[LayerRef]) -> list[Path]:
+        return [self.layer_dir(layer) for layer in reversed(layers)]
+
+    @contextlib.contextmanager
+    def _rootfs(self, layers: Sequence[LayerRef], *, label: str) -> Iterator[tuple[str, Path]]:
+        """An active snapshot over ``layers``: yields (key, merged path); removed on exit."""
+        key = f"{label}-{uuid.uuid4().hex}"
+        lowers = self._lowers(layers)
+        self.snapshots.prepare(key, lowers)
+        with self._lock:
+            self._snap_lowers[key] = lowers
+        try:
+            merged = self.snapshots.mount(key)
+            yield key, merged
+        finally:
+            with self._lock:
+                self._snap_lowers.pop(key, None)
+            with contextlib.suppress(XarchError):
+                self.snapshots.unmount(key)
+            with contextlib.suppress(XarchError):
+                self.snapshots.remove(key)
+
+    def _commit_layer(self, key: str) -> LayerRef | None:
+        """Diff the snapshot, store the layer blob; None when nothing changed."""
+        c = self.snapshots.commit(key)
+        epoch = self.opts.source_date_epoch
+        entries: Iterator[TarEntry]
+        if c.kind == "overlay":
+            with self._lock:
+                lowers = list(self._snap_lowers.get(key, ()))
+            prune_copied_up_dirs(c.upper, lowers)
+            entries = diff_overlay_upper(c.upper, source_date_epoch=epoch)
+        else:
+            assert c.base is not None
+            entries = diff_trees(c.base, c.upper, source_date_epoch=epoch)
+        collected = list(entries)
+        if not collected:
+            return None
+        desc, res = store_layer(
+            self.store, collected, compression=self.opts.compression,
+            oci_media_types=self.opts.oci_media_types,
+        )
+        if c.kind == "overlay":
+            self._adopt_upper(c.upper, res.diff_id)
+        return LayerRef(desc, res.diff_id)
+
+    # -- RUN -----------------------------------------------------------------------------
+
+    def run_exec(self, op: ExecOp, inputs: list[Result], log: Callable[[str], None]) -> LayerRef | None:
+        base = inputs[0]
+        with self._rootfs(base.layers, label="run") as (key, merged), contextlib.ExitStack() as stack:
+            uid, gid, groups = resolve_user(merged, op.user)
+            cwd_path = fileop.safe_join(merged, op.cwd)
+            if not cwd_path.exists():
+                os.makedirs(cwd_path, 0o755, exist_ok=True)
+                os.chown(cwd_path, uid, gid)
+            step_dir = Path(tempfile.mkdtemp(prefix="step-", dir=self.tmp_dir))
+            stack.callback(shutil.rmtree, step_dir, True)
+            spec_mounts: list[xmounts.Mount] = []
+            for m in op.mounts:
+                spec_mounts += self._mount(m, inputs, stack, step_dir)
+            if op.inline_files:
+                pipes = step_dir / "pipes"
+                pipes.mkdir()
+                for name, data in op.inline_files:
+                    p = pipes / name
+                    p.write_text(data)
+                    os.chmod(p, 0o755)
+                spec_mounts.append(xmounts.Mount("bind", str(pipes), "/dev/pipes", readonly=True))
+            # No CNI here: the default network is the host's (BuildKit's --oci-worker-net=host).
+            network: NetworkMode = "none" if op.network == "none" else "host"
+            netfiles = xmounts.write_network_files(step_dir / "etc", network=network)
+            env = list(op.env) + list(op.proxy_env)
+            for m in op.mounts:
+                if m.type == "secret" and m.env:
+                    secret = (self.opts.secrets or {}).get(m.secret_id)
+                    if secret is not None:
+                        # only in the process env: never in the op (cache key) or history
+                        env = [e for e in env if e.partition("=")[0] != m.env]
+                        env.append(f"{m.env}={secret.decode(errors='replace')}")
+            spec = runtime_spec(
+                args=list(op.args), env=env, cwd=op.cwd, user=(uid, gid, groups),
+                hostname="buildkitsandbox", rootfs=str(merged), mounts=spec_mounts,
+                network=network, platform=op.platform, resolv_conf=str(netfiles.resolv_conf),
+                hosts_file=str(netfiles.hosts),
+            )
+            # Every mount target the runtime may create (incl. /etc/hosts, /etc/resolv.conf,
+            # /proc, /dev on scratch images) must not leak into the layer as an empty stub.
+            stubs = xmounts.MountStubs.record(merged, [m["destination"] for m in spec["mounts"]])
+            runtime = self._runtime()
+            buf = bytearray()
+
+            def on_output(chunk: bytes) -> None:
+                buf.extend(chunk)
+                while b"\n" in buf:
+                    line, _, rest = bytes(buf).partition(b"\n")
+                    buf[:] = rest
+                    log(line.decode(errors="replace"))
+
+            try:
+                run_container(spec, step_dir / "bundle", runtime=runtime, stdout_cb=on_output,
+                              state_root=self.home / "runtime-state")
+            except ContainerExitError as e:
+                if buf:
+                    log(buf.decode(errors="replace"))
+                shown = " ".join(op.args)
+                raise RuntimeFailure(
+                    f'process "{shown}" did not complete successfully: exit code: {e.exit_code}'
+                    f" (runtime {e.runtime_name}; last output: {_last_lines(e.output_tail)})"
+                ) from e
+            if buf:
+                log(buf.decode(errors="replace"))
+            stubs.cleanup()
+            return self._commit_layer(key)
+
+    def _mount(self, m: MountSpec, inputs: list[Result], stack: contextlib.ExitStack,
+               step_dir: Path) -> list[xmounts.Mount]:
+        if m.type == "cache":
+            d = self.caches.dir_for(m.cache_id, uid=m.uid or 0, gid=m.gid or 0,
+                                    mode=m.mode if m.mode is not None else 0o755)
+            if m.sharing in ("locked", "private"):
+                # locked: one step at a time; private (a fresh instance per concurrent user in
+                # BuildKit) is served the same way: never two writers at once
+                with self._lock:
+                    lock = self._cache_locks.setdefault(m.cache_id, threading.Lock())
+                lock.acquire()
+                stack.callback(lock.release)
+            if m.input is not None and not any(d.iterdir()):
+                # from=: a new cache starts as a copy of that stage's (or context's) path
+                seed_src = inputs[m.input]
+                if seed_src.local_dir is not None:
+                    seed = fileop.safe_join(seed_src.local_dir, m.source)
+                    tree = self._tree
+                else:
+                    _, seed_root = stack.enter_context(self._rootfs(seed_src.layers, label="cache-seed"))
+                    seed = fileop.safe_join(seed_root, m.source)
+                    tree = fileop.SourceTree(seed_root)
+                if seed.is_dir():
+                    fileop.copy(tree, d, fileop.CopySpec(sources=(fileop.clean_rel(m.source) or ".",),
+                                                         dest="/", from_context=False))
+            return [xmounts.Mount("bind", str(d), m.target, readonly=m.readonly)]
+        if m.type == "tmpfs":
+            opts = (f"size={m.size}",) if m.size else ()
+            return [xmounts.Mount("tmpfs", "", m.target, readonly=False, options=opts)]
+        if m.type == "bind":
+            src = inputs[m.input] if m.input is not None else None
+            if src is None:
+                raise UsageError("bind mount without a source")
+            if src.local_dir is not None:
+                root = src.local_dir
+            else:
+                _, root = stack.enter_context(self._rootfs(src.layers, label="bind"))
+            if src.local_dir is not None and self.opts.ignore is not None:
+                # BuildKit mounts the context as sent, i.e. after .dockerignore: give the step
+                # a filtered copy, never the raw directory with ignored files in it
+                path = self._filtered_context(m.source, step_dir)
+                return [xmounts.Mount("bind", str(path), m.target, readonly=m.readonly)]
+            path = fileop.safe_join(root, m.source)
+            if not path.exists():
+                raise NotFoundError(f"bind mount source {m.source!r} not found")
+            if not m.readonly and src.local_dir is not None:
+                # A writable bind is a scratch copy-on-write view (as BuildKit's): the step's
+                # writes must never reach the user's build context.
+                path = self._scratch_view(path, stack, step_dir)
+            return [xmounts.Mount("bind", str(path), m.target, readonly=m.readonly)]
+        if m.type == "secret":
+            data = (self.opts.secrets or {}).get(m.secret_id)
+            if data is None:
+                if m.required:
+                    raise NotFoundError(f"secret {m.secret_id} not found", hint=f"pass --secret id={m.secret_id},src=FILE")
+                return []
+            if not m.target:
+                return []  # env= only: run_exec puts it in the process environment
+            store = stack.enter_context(xmounts.SecretStore())
+            store.add(m.secret_id, data, uid=m.uid or 0, gid=m.gid or 0, mode=m.mode if m.mode is not None else 0o400)
+            return [store.mount(m.secret_id, m.target)]
+        if m.type == "ssh":
+            raise UsageError("RUN --mount=type=ssh is not supported yet", hint="use a secret mount")
+        raise UsageError(f"unknown mount type {m.type}")
+
+    def _filtered_context(self, source: str, step_dir: Path) -> Path:
+        view = step_dir / f"ctx-{uuid.uuid4().hex}"
+        view.mkdir()
+        rel = fileop.clean_rel(source)
+        try:
+            is_dir = self._tree.resolve(rel).is_dir()
+            if is_dir:
+                fileop.copy(self._tree, view, fileop.CopySpec(sources=(rel or ".",), dest="/"))
+                return view
+            fileop.copy(self._tree, view, fileop.CopySpec(sources=(rel,), dest="/source"))
+        except NotFoundError:
+            raise NotFoundError(f"bind mount source {source!r} not found in the build context",
+                                hint="check the path and .dockerignore") from None
+        return view / "source"
+
+    def exec_checksum(self, op: ExecOp, inputs: list[Result]) -> str:
+        """Checksum of the context files an ExecOp bind-mounts (for its cache key): a RUN
+        that reads a context file through a mount must re-run when that file changes."""
+        parts = []
+        for m in op.mounts:
+            if m.type == "bind" and m.input is not None and inputs[m.input].local_dir is not None:
+                parts.append(fileop.checksum(self._tree, (fileop.clean_rel(m.source) or ".",)))
+        return ",".join(parts)
+
+    def _scratch_view(self, path: Path, stack: contextlib.ExitStack, step_dir: Path) -> Path:
+        if path.is_dir():
+            _, merged = stack.enter_context(self._dir_snapshot(path))
+            return merged
+        copy = step_dir / f"bind-{uuid.uuid4().hex}"
+        shutil.copy2(path, copy)
+        return copy
+
+    @contextlib.contextmanager
+    def _dir_snapshot(self, lower: Path) -> Iterator[tuple[str, Path]]:
+        key = f"bindrw-{uuid.uuid4().hex}"
+        self.snapshots.prepare(key, [lower])
+        try:
+            yield key, self.snapshots.mount(key)
+        finally:
+            with contextlib.suppress(XarchError):
+                self.snapshots.unmount(key)
+            with contextlib.suppress(XarchError):
+                self.snapshots.remove(key)
+
+    # -- COPY / ADD / WORKDIR ------------------------------------------------------------
+
+    def _source_tree(self, src: Result, stack: contextlib.ExitStack) -> tuple[fileop.SourceTree, bool]:
+        if src.local_dir is not None:
+            return self._tree, True
+        _, root = stack.enter_context(self._rootfs(src.layers, label="src"))
+        return fileop.SourceTree(root), False
+
+    def run_copy(self, op: CopyOp, inputs: list[Result]) -> LayerRef | None:
+        dest = inputs[0]
+        base_layers: Sequence[LayerRef] = () if op.link else dest.layers
+        with contextlib.ExitStack() as stack:
+            key, merged = stack.enter_context(self._rootfs(base_layers, label="copy"))
+            owner_root = merged
+            if op.link and op.chown and not op.chown.replace(":", "").isdigit():
+                _, owner_root = stack.enter_context(self._rootfs(dest.layers, label="chown"))
+            owner = resolve_chown(owner_root, op.chown) if op.chown else None
+            mode = _parse_chmod(op.chmod)
+            if op.inline_files:
+                self._write_inline(merged, op, owner, mode)
+            else:
+                tree, from_context = self._source_tree(inputs[1], stack)
+                urls = [s for s in op.sources if _is_url(s)]
+                if urls and not op.is_add:
+                    raise InputError(f"COPY {urls[0]}: source can't be a URL", hint="use ADD")
+                if op.checksum and not urls:
+                    raise InputError("ADD --checksum is only supported for HTTP(S) sources")
+                for url in urls:
+                    self._add_url(merged, op, url, owner, mode)
+                op = dataclasses.replace(op, sources=tuple(s for s in op.sources if not _is_url(s)))
+                if not op.sources:
+                    pass  # only URLs
+                elif op.is_add and op.unpack is not False:
+                    self._add_with_unpack(tree, merged, op, owner, mode, from_context)
+                else:
+                    fileop.copy(tree, merged, fileop.CopySpec(
+                        sources=op.sources, dest=op.dest, owner=owner, mode=mode,
+                        excludes=op.excludes, parents=op.parents, from_context=from_context,
+                    ))
+            return self._commit_layer(key)
+
+    def _fetch(self, url: str, checksum: str) -> _Download:
+        """Download ``url`` once per build (into the worker's tmp dir), verifying ``checksum``."""
+        with self._lock:
+            lock = self._fetch_locks.setdefault(url, threading.Lock())
+        with lock:
+            got = self._downloads.get(url)
+            if got is None:
+                with self._lock:
+                    if self._dl_dir is None:
+                        self._dl_dir = Path(tempfile.mkdtemp(prefix="http-", dir=self.tmp_dir))
+                        # downloads live as long as this build's worker
+                        weakref.finalize(self, shutil.rmtree, self._dl_dir, True)
+                got = _download(url, self._dl_dir)
+                self._downloads[url] = got
+        if checksum and checksum != str(got.digest):
+            raise IntegrityError(
+                f"digest mismatch for {url}: expected {checksum}, got {got.digest}",
+                hint="fix ADD --checksum or the URL",
+            )
+        return got
+
+    def _add_url(self, root: Path, op: CopyOp, url: str, owner: tuple[int, int] | None,
+                 mode: int | None) -> None:
+        got = self._fetch(url, op.checksum)
+        target = op.dest + got.filename if op.dest.endswith("/") else op.dest
+        parent = os.path.dirname(target.rstrip("/")) or "/"
+        fileop.mkdir(root, parent, owner)
+        p = fileop.safe_join(root, target)
+        if p.is_dir() and not p.is_symlink():
+            p = fileop.safe_join(root, target.rstrip("/") + "/" + got.filename)
+        if os.path.lexists(p):
+            os.unlink(p)
+        shutil.copyfile(got.path, p)
+        os.chmod(p, mode if mode is not None else 0o600)  # Docker: remote files are 0600
+        os.chown(p, *(owner or (0, 0)))
+        if got.mtime is not None:
+            os.utime(p, (got.mtime, got.mtime))
+
+    def _write_inline(self, root: Path, op: CopyOp, owner: tuple[int, int] | None, mode: int | None) -> None:
+        for name, data in op.inline_files:
+            target = op.dest + name if op.dest.endswith("/") else op.dest
+            parent = os.path.dirname(target.rstrip("/")) or "/"
+            fileop.mkdir(root, parent, owner)
+            p = fileop.safe_join(root, target)
+            p.write_text(data)
+            os.chmod(p, mode if mode is not None else 0o644)
+            if owner:
+                os.chown(p, *owner)
+
+    def _add_with_unpack(self, tree: fileop.SourceTree, root: Path, op: CopyOp,
+                         owner: tuple[int, int] | None, mode: int | None, from_context: bool) -> None:
+        plain: list[str] = []
+        for pattern in op.sources:
+            for rel in tree.expand(pattern):
+                path = tree.resolve(rel)
+                kind = _archive_kind(path) if path.is_file() else None
+                if kind is not None:
+                    dest_dir = op.dest if op.dest.endswith("/") else op.dest + "/"
+                    fileop.mkdir(root, dest_dir, owner)
+                    # unpack aside, then merge: --chown applies to what the archive holds
+                    # (BuildKit's Untar with ChownOpts), modes and times stay the archive's
+                    scratch = Path(tempfile.mkdtemp(prefix="unpack-", dir=self.tmp_dir))
+                    try:
+                        with _open_archive(path, kind) as f:
+                            apply_layer(f, scratch, mode="flatten")
+                        if owner is not None:
+                            for dirpath, dirnames, filenames in os.walk(scratch):
+                                for name in dirnames + filenames:
+                                    os.lchown(os.path.join(dirpath, name), *owner)
+                        fileop.copy(fileop.SourceTree(scratch), root, fileop.CopySpec(
+                            sources=(".",), dest=dest_dir, from_context=False,
+                        ))
+                    finally:
+                        shutil.rmtree(scratch, ignore_errors=True)
+                else:
+                    plain.append(rel)
+        if plain:
+            fileop.copy(tree, root, fileop.CopySpec(
+                sources=tuple(plain), dest=op.dest, owner=owner, mode=mode,
+                excludes=op.excludes, from_context=from_context,
+            ))
+
+    def run_mkdir(self, op: MkdirOp, inputs: list[Result]) -> LayerRef | None:
+        with self._rootfs(inputs[0].layers, label="mkdir") as (key, merged):
+            owner = None
+            if op.user:
+                uid, gid, _ = resolve_user(merged, op.user)
+                owner = (uid, gid)
+            fileop.mkdir(merged, op.path, owner, op.mode)
+            return self._commit_layer(key)
+
+
+def _lower_lookup(lowers: Sequence[Path], rel: str) -> tuple[Path, os.stat_result] | None:
+    """What the stacked ``lowers`` (topmost first) show at ``rel``: (path, lstat), or None
+    when it is absent or hidden (a whiteout, an opaque directory or a non-directory above)."""
+    parts = rel.split("/")
+    for layer in lowers:
+        cur = layer
+        hidden = False
+        for i, comp in enumerate(parts):
+            cur = cur / comp
+            try:
+                st = os.lstat(cur)
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if is_overlay_whiteout(cur, st):
+                return None
+            if i == len(parts) - 1:
+                return cur, st
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            if is_overlay_opaque(cur):
+                hidden = True  # nothing below this layer is visible under cur
+        if hidden:
+            return None
+    return None
+
+
+def prune_copied_up_dirs(upper: Path, lowers: Sequence[Path]) -> int:
+    """Remove directories overlayfs copied up without any change from ``upper``.
+
+    Mounting over a path, or removing a mount stub again, copies its parent directories up;
+    when nothing below such a directory changed and its own metadata equals the lower's, it is
+    no change and must not be in the layer (BuildKit's overlay differ skips them too; the
+    overlay view is identical without them). Returns how many were removed.
+    """
+    removed = 0
+    for dirpath, _dirnames, filenames in os.walk(upper, topdown=False):
+        d = Path(dirpath)
+        if d == upper or filenames:
+            continue
+        try:
+            if os.listdir(d):
+                continue
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if is_overlay_opaque(d):
+            continue
+        found = _lower_lookup(lowers, os.path.relpath(d, upper))
+        if found is None or not stat.S_ISDIR(found[1].st_mode):
+            continue  # a new directory (or one replacing a non-directory): a real change
+        lst = found[1]
+        if (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) != (
+            lst.st_mode, lst.st_uid, lst.st_gid, lst.st_mtime_ns,
+        ) or read_xattrs(d) != read_xattrs(found[0]):
+            continue
+        pst = os.lstat(d.parent)
+        os.rmdir(d)
+        # the rmdir itself bumps the parent's mtime: put it back so the parent can be judged
+        # (and pruned) on its own merits
+        os.utime(d.parent, ns=(pst.st_atime_ns, pst.st_mtime_ns), follow_symlinks=False)
+        removed += 1
+    return removed
+
+
+def _is_url(src: str) -> bool:
+    return src.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class _Download:
+    path: Path
+    digest: Digest
+    filename: str
+    mtime: int | None
+
+
+def _download(url: str, tmp_dir: Path) -> _Download:
+    """Fetch ``url`` into a file under ``tmp_dir``; the file name as BuildKit picks it
+    (Content-Disposition, else the last path component, else ``index.html``)."""
+    import hashlib
+    from email.message import Message
+    from email.utils import parsedate_to_datetime
+    from urllib.parse import unquote, urlparse
+
+    import httpx
+
+    fd, tmp = tempfile.mkstemp(prefix="http-", dir=tmp_dir)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as f, httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
+            if resp.status_code >= 400:
+                raise NotFoundError(f"ADD {url}: the server answered {resp.status_code} {resp.reason_phrase}")
+            for chunk in resp.iter_bytes(1 << 20):
+                h.update(chunk)
+                f.write(chunk)
+            headers = resp.headers
+    except httpx.HTTPError as e:
+        os.unlink(tmp)
+        raise NetworkError(f"ADD {url}: download failed: {e}") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    name = ""
+    if "content-disposition" in headers:
+        msg = Message()
+        msg["content-disposition"] = headers["content-disposition"]
+        param = msg.get_param("filename", header="content-disposition")
+        name = os.path.basename(param) if isinstance(param, str) else ""
+    if not name:
+        name = os.path.basename(unquote(urlparse(url).path).rstrip("/"))
+    if name in ("", ".", ".."):
+        name = "index.html"
+    mtime = None
+    if "last-modified" in headers:
+        with contextlib.suppress(TypeError, ValueError):
+            mtime = int(parsedate_to_datetime(headers["last-modified"]).timestamp())
+    return _Download(Path(tmp), Digest("sha256:" + h.hexdigest()), name, mtime)
+
+
+def _last_lines(output: str, n: int = 3, limit: int = 300) -> str:
+    """The last ``n`` non-empty output lines on one line (errors are one line: `` | `` joins)."""
+    lines = [ln.strip() for ln in output.replace("\r", "\n").splitlines() if ln.strip()]
+    tail = " | ".join(lines[-n:])
+    if len(tail) > limit:
+        tail = "..." + tail[-limit:]
+    return tail or "(none)"
+
+
+def _parse_chmod(s: str) -> int | None:
+    if not s:
+        return None
+    try:
+        v = int(s, 8)
+    except ValueError:
+        raise InputError(f"invalid --chmod value {s!r}", hint="use an octal mode like 0755") from None
+    if v > 0o7777:
+        raise InputError(f"invalid --chmod value {s!r}")
+    return v
+
+
+def _archive_kind(path: Path) -> str | None:
+    """What ADD unpacks (Docker: tar, plain or gzip/bzip2/xz compressed; zstd too), else None.
+    A compressed file counts only when it decompresses to a tar."""
+    import lzma
+
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind: str | None = None
+    if head[:2] == b"\x1f\x8b":
+        kind = "gzip"
+    elif head[:4] == b"\x28\xb5\x2f\xfd":
+        kind = "zstd"
+    elif head[:3] == b"BZh":
+        kind = "bz2"
+    elif head[:6] == b"\xfd7zXZ\x00":
+        kind = "xz"
+    elif len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if kind is not None:
+        try:
+            with _open_archive(path, kind) as z:
+                inner = z.read(512)
+        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError):
+            return None
+        if not (len(inner) >= 262 and inner[257:262] == b"ustar"):
+            return None  # a compressed file that is no tar: copied as is
+    return kind
+
+
+def _open_archive(path: Path, kind: str) -> BinaryIO:
+    """A decompressed stream of the archive (a plain tar for apply_layer)."""
+    import bz2
+    import gzip
+    import lzma
+
+    if kind == "gzip":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    if kind == "zstd":
+        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    if kind == "bz2":
+        return cast(BinaryIO, bz2.open(path, "rb"))
+    if kind == "xz":
+        return cast(BinaryIO, lzma.open(path, "rb"))
+    return open(path, "rb")
+
+
+def vertex_platforms(vertices: Sequence[Vertex]) -> set[Platform]:
+    """Platforms whose RUN steps must execute (for the emulation pre-check)."""
+    return {v.op.platform for v in vertices if isinstance(v.op, ExecOp)}
+

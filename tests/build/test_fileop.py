@@ -1,0 +1,156 @@
+"""COPY semantics (BuildKit / fsutil copy) on real directories."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from xarch.build.fileop import CopySpec, SourceTree, checksum, copy, mkdir
+from xarch.errors import InputError, NotFoundError
+from xarch.frontend.dockerfile.dockerignore import PatternMatcher
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(data)
+    return root
+
+
+def _files(root: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = p.read_text()
+    return out
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    return _tree(tmp_path / "ctx", {"a.txt": "A", "b.txt": "B", "dir/x": "X", "dir/sub/y": "Y", "c.md": "C"})
+
+
+@pytest.fixture
+def dst(tmp_path: Path) -> Path:
+    d = tmp_path / "dst"
+    d.mkdir()
+    return d
+
+
+def test_directory_contents_not_directory(ctx: Path, dst: Path) -> None:
+    copy(SourceTree(ctx), dst, CopySpec(("dir",), "/app"))
+    assert _files(dst) == {"app/x": "X", "app/sub/y": "Y"}
+
+
+def test_file_to_trailing_slash_goes_inside(ctx: Path, dst: Path) -> None:
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/app/"))
+    assert _files(dst) == {"app/a.txt": "A"}
+
+
+def test_file_to_plain_dest_is_renamed(ctx: Path, dst: Path) -> None:
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/app/renamed"))
+    assert _files(dst) == {"app/renamed": "A"}
+
+
+def test_file_into_existing_directory(ctx: Path, dst: Path) -> None:
+    (dst / "app").mkdir()
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/app"))
+    assert _files(dst) == {"app/a.txt": "A"}
+
+
+def test_wildcard_matching_one_file_to_dir(ctx: Path, dst: Path) -> None:
+    copy(SourceTree(ctx), dst, CopySpec(("*.md",), "/docs/"))
+    assert _files(dst) == {"docs/c.md": "C"}
+
+
+def test_wildcard_matching_nothing_is_not_an_error(ctx: Path, dst: Path) -> None:
+    assert copy(SourceTree(ctx), dst, CopySpec(("*.nope",), "/x/")) == 0
+
+
+def test_missing_literal_source_is_an_error(ctx: Path, dst: Path) -> None:
+    with pytest.raises(NotFoundError, match="missing"):
+        copy(SourceTree(ctx), dst, CopySpec(("missing",), "/x/"))
+
+
+def test_several_sources_need_a_directory_dest(ctx: Path, dst: Path) -> None:
+    with pytest.raises(InputError, match="must be a directory and end with a /"):
+        copy(SourceTree(ctx), dst, CopySpec(("a.txt", "b.txt"), "/x"))
+
+
+def test_dockerignore_hides_files_and_reincludes(ctx: Path, dst: Path) -> None:
+    tree = SourceTree(ctx, PatternMatcher(["*.txt", "!b.txt", "dir/sub"]))
+    copy(tree, dst, CopySpec((".",), "/"))
+    assert _files(dst) == {"b.txt": "B", "dir/x": "X", "c.md": "C"}
+    with pytest.raises(NotFoundError):
+        copy(tree, dst, CopySpec(("a.txt",), "/"))
+
+
+def test_exclude_flag(ctx: Path, dst: Path) -> None:
+    copy(SourceTree(ctx), dst, CopySpec((".",), "/out/", excludes=("*.txt", "dir/sub")))
+    assert _files(dst) == {"out/c.md": "C", "out/dir/x": "X"}
+
+
+def test_chown_chmod_and_context_owner(ctx: Path, dst: Path) -> None:
+    os.chown(ctx / "a.txt", 1234, 1234)
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/plain"))
+    assert os.lstat(dst / "plain").st_uid == 0  # context files belong to root
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/owned", owner=(10, 20), mode=0o640))
+    st = os.lstat(dst / "owned")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (10, 20, 0o640)
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/kept", from_context=False))
+    assert os.lstat(dst / "kept").st_uid == 1234  # stage/image files keep their owner
+
+
+def test_parents_keeps_paths(ctx: Path, dst: Path) -> None:
+    copy(SourceTree(ctx), dst, CopySpec(("dir/sub/y", "a.txt"), "/p/", parents=True))
+    assert _files(dst) == {"p/dir/sub/y": "Y", "p/a.txt": "A"}
+    copy(SourceTree(ctx), dst, CopySpec(("dir/./sub/y",), "/q/", parents=True))
+    assert _files(dst)["q/sub/y"] == "Y"
+
+
+def test_symlink_in_dest_cannot_escape(ctx: Path, dst: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), dst / "evil")
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/evil/"))
+    assert not (outside / "a.txt").exists()
+    assert (dst / str(outside).lstrip("/") / "a.txt").exists()
+
+
+def test_symlinks_below_top_are_copied_as_links(ctx: Path, dst: Path) -> None:
+    os.symlink("x", ctx / "dir" / "link")
+    copy(SourceTree(ctx), dst, CopySpec(("dir",), "/d"))
+    assert os.readlink(dst / "d" / "link") == "x"
+
+
+def test_hardlinks_are_preserved(ctx: Path, dst: Path) -> None:
+    os.link(ctx / "dir" / "x", ctx / "dir" / "x2")
+    copy(SourceTree(ctx), dst, CopySpec(("dir",), "/d"))
+    assert os.lstat(dst / "d" / "x").st_ino == os.lstat(dst / "d" / "x2").st_ino
+
+
+def test_file_over_directory_fails(ctx: Path, dst: Path) -> None:
+    (dst / "a" / "x").mkdir(parents=True)
+    with pytest.raises(InputError, match="cannot replace to directory /a/x with file"):
+        copy(SourceTree(ctx), dst, CopySpec(("dir/x",), "/a"))  # /a is a dir: lands on /a/x
+
+
+def test_checksum_tracks_content_not_mtime(ctx: Path) -> None:
+    tree = SourceTree(ctx)
+    c1 = checksum(tree, ("dir",))
+    os.utime(ctx / "dir" / "x", (1, 1))
+    assert checksum(SourceTree(ctx), ("dir",)) == c1
+    (ctx / "dir" / "x").write_text("changed")
+    assert checksum(SourceTree(ctx), ("dir",)) != c1
+    assert checksum(SourceTree(ctx), ("a.txt",)) == checksum(SourceTree(ctx), ("a.txt",))
+
+
+def test_mkdir_creates_parents_once(dst: Path) -> None:
+    assert mkdir(dst, "/a/b/c", (5, 6)) is True
+    assert os.lstat(dst / "a" / "b").st_uid == 5
+    assert mkdir(dst, "/a/b/c", None) is False
