@@ -733,7 +733,7 @@ def _stat(samples: list[Sample]) -> tuple[float, float, float, int]:
 
 def render(results: Results, args: argparse.Namespace, versions: dict[str, str],
            limits: dict[str, tuple[float, float]], profiles: dict[str, dict[str, object]],
-           isolation: str | None, started: datetime, elapsed: float) -> str:
+           isolation: str | None, started: datetime, elapsed: float, startup: Sequence[float]) -> str:
     tools = args.tools
     lines = [
         MARK_START,
@@ -828,7 +828,8 @@ def render(results: Results, args: argparse.Namespace, versions: dict[str, str],
         lines += [f"### Raw limits on the copy400 data ({args.copy_mb} MB, in-process, one thread)", "",
                   "| operation | MB/s | output / input | time for the data |", "|---|---:|---:|---:|"]
         for name, (mbs, ratio) in limits.items():
-            lines.append(f"| {name} | {mbs:.0f} | {ratio:.2f} | {args.copy_mb * MiB / 1e6 / mbs:.2f} s |")
+            shown = f"{ratio:.2f}" if name.startswith(("gzip", "zstd")) else "–"
+            lines.append(f"| {name} | {mbs:.0f} | {shown} | {args.copy_mb * MiB / 1e6 / mbs:.2f} s |")
         lines.append("")
     if profiles:
         lines += ["### xarch in-process (Python API, 2 platforms)", "",
@@ -840,6 +841,9 @@ def render(results: Results, args: argparse.Namespace, versions: dict[str, str],
             shown = ", ".join(f"`{k[:60]}`: {v}" for k, v in heavy_runs.items()) or f"{sum(vr.values())} executed"
             lines.append(f"| {ctx} | {pr['cold_api']:.2f} s | {pr['nochange_api']:.2f} s | {shown} |")
         lines.append("")
+    if startup:
+        lines += [f"`xarch --version` (Python start-up and CLI imports, part of every xarch number "
+                  f"above): median {statistics.median(startup):.2f} s of {len(startup)}.", ""]
     lines += ["### Targets", "", *(f"- {v}" for v in verdicts), ""]
     lines += ["<!-- build-bench:notes -->", MARK_END]
     return "\n".join(lines)
@@ -909,6 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits: dict[str, tuple[float, float]] = {}
     profiles: dict[str, dict[str, object]] = {}
     isolation: str | None = None
+    startup: list[float] = []
     try:
         base_ref = setup_base(work, base_reg)
         env = Env(work, base_reg, base_ref)
@@ -924,6 +929,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 ap.error(f"unknown tool {t}")
         versions = {t.name: t.version() for t in tools}
+        if any(t.name == "xarch" for t in tools):
+            startup = [run_timed([[XARCH, "--version"]])[0].seconds for _ in range(5)]
         print(f"{machine()}\n" + "\n".join(versions.values()), flush=True)
         for ctx_name, ctx in ctxs.items():
             for pset in args.platform_sets:
@@ -950,7 +957,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 tool.close()
         base_reg.stop()
-    section = render(results, args, versions, limits, profiles, isolation, started, time.monotonic() - t_start)
+        shutil.rmtree(Path(base_reg.log_path).parent.parent, ignore_errors=True)
+    section = render(results, args, versions, limits, profiles, isolation, started, time.monotonic() - t_start,
+                     startup)
     print(section)
     if not args.no_docs:
         write_docs(section)

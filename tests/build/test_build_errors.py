@@ -33,9 +33,6 @@ def test_missing_base_image(benv: BuildEnv, tmp_path: Path) -> None:
     assert "127.0.0.1:9/xarch-test/nope:1" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="lead: api._StoreResolver.resolve re-pulls a stored image that lacks "
-                   "the platform; when that pull fails its error ('not in the local store') replaces "
-                   "the real one ('has no manifest for linux/386')")
 def test_base_image_without_the_platform(benv: BuildEnv, tmp_path: Path) -> None:
     msg = _fails(benv, tmp_path, f"FROM {benv.base}\n", platforms=("linux/386",))
     assert "linux/386" in msg

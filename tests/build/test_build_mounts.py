@@ -157,8 +157,6 @@ RUN --mount=target=/c ls -a /c | sort | tr '\\n' ' ' > /seen
     assert (fs / "seen").read_text().split() == [".", "..", ".dockerignore", "Dockerfile", "main.c"]
 
 
-@pytest.mark.xfail(strict=True, reason="lead: Solver._compute adds no checksum of bind-mounted context "
-                   "files to an ExecOp's cache key (BuildWorker.exec_checksum provides it)")
 def test_bind_from_context_content_is_in_the_cache_key(benv: BuildEnv, tmp_path: Path) -> None:
     from tests.build.conftest import write_context
 

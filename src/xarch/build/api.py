@@ -175,9 +175,13 @@ class _StoreResolver:
                 desc = self._pull(ref, name, platform)
             try:
                 return self._select(name, desc, platform)
-            except NotFoundError:
-                # stored without this platform (an earlier build needed fewer): pull again
-                desc = self._pull(ref, name, platform)
+            except NotFoundError as missing:
+                # stored without this platform (an earlier build needed fewer): pull again;
+                # if that is impossible, what the user must know is the missing platform
+                try:
+                    desc = self._pull(ref, name, platform)
+                except XarchError:
+                    raise missing from None
                 return self._select(name, desc, platform)
 
     def _pull(self, ref: str, name: str, platform: Platform) -> Descriptor:

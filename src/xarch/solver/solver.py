@@ -63,6 +63,10 @@ class Worker(Protocol):
         """Checksum of exactly the source files ``op`` reads (for the cache key)."""
         ...
 
+    def exec_checksum(self, op: ExecOp, inputs: list[Result]) -> str:
+        """Checksum of the context files ``op`` bind-mounts (for the cache key)."""
+        ...
+
     def has_blob(self, desc: Descriptor) -> bool: ...
 
     def run_exec(self, op: ExecOp, inputs: list[Result], log: Callable[[str], None]) -> LayerRef | None: ...
@@ -164,6 +168,8 @@ class Solver:
         extra = ""
         if isinstance(op, CopyOp) and len(inputs) > 1 and not op.inline_files:
             extra = self._worker.copy_checksum(op, inputs[1])
+        elif isinstance(op, ExecOp) and any(i.local_dir is not None for i in inputs):
+            extra = self._worker.exec_checksum(op, inputs)
         key = _h(v.op.kind, _stable_op_json(v), *[i.cache_key for i in inputs], extra)
         base_layers = inputs[0].layers if inputs else ()
 
