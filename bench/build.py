@@ -60,6 +60,7 @@ import platform as pyplatform
 import pstats
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -673,10 +674,15 @@ def profile_context(env: Env, ctx_name: str, ctx: Path, platforms: Sequence[str]
         if getattr(e, "kind", "") == "done":
             steps.append((e.name, e.duration))  # type: ignore[attr-defined]
 
+    ru_self, ru_kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     with profile_all_threads() as profiles:
         t = time.monotonic()
         res = api_build(ctx, platforms, f"bench/{ctx_name}:profile", env.base_ref, on_event=ev)
         cold = time.monotonic() - t
+    ru_self2, ru_kids2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of xarch's own process (profiler overhead included) vs the RUN containers
+    cpu_self = ru_self2.ru_utime + ru_self2.ru_stime - ru_self.ru_utime - ru_self.ru_stime
+    cpu_kids = ru_kids2.ru_utime + ru_kids2.ru_stime - ru_kids.ru_utime - ru_kids.ru_stime
     text = io.StringIO()
     stats = pstats.Stats(profiles[0], stream=text)
     for p in profiles[1:]:
@@ -705,9 +711,10 @@ def profile_context(env: Env, ctx_name: str, ctx: Path, platforms: Sequence[str]
     out = env.work / f"profile-{ctx_name}.txt"
     slow = sorted(steps, key=lambda s: -s[1])[:12]
     out.write_text("steps (slowest):\n" + "\n".join(f"{d:7.2f}s {n}" for n, d in slow)
-                   + f"\ncold {cold:.2f}s (profiled), no-change {nochange:.2f}s (profiled)\n\n" + text.getvalue())
+                   + f"\ncold {cold:.2f}s (profiled), no-change {nochange:.2f}s (profiled); CPU: xarch process "
+                   f"{cpu_self:.2f}s, children (runc/qemu/RUN) {cpu_kids:.2f}s\n\n" + text.getvalue())
     del os.environ["XARCH_HOME"]
-    return {"cold_profiled": cold, "nochange_profiled": nochange, "cold_api": cold_plain,
+    return {"cpu_self": cpu_self, "cpu_children": cpu_kids, "cold_profiled": cold, "nochange_profiled": nochange, "cold_api": cold_plain,
             "nochange_api": nochange_plain, "vertex_runs": dict(res.vertex_runs),  # type: ignore[attr-defined]
             "nochange_runs": res2.runs, "file": str(out), "slow_steps": slow}  # type: ignore[attr-defined]
 
@@ -833,13 +840,16 @@ def render(results: Results, args: argparse.Namespace, versions: dict[str, str],
         lines.append("")
     if profiles:
         lines += ["### xarch in-process (Python API, 2 platforms)", "",
-                  "| context | cold | no-change rebuild | vertex runs (cold) |", "|---|---:|---:|---|"]
+                  "| context | cold | no-change rebuild | CPU in xarch's process (cold, profiled) "
+                  "| CPU in children: runc, qemu, RUN (cold) | heavy step runs (cold) |",
+                  "|---|---:|---:|---:|---:|---|"]
         for ctx, pr in profiles.items():
             vr = pr["vertex_runs"]
             assert isinstance(vr, dict)
             heavy_runs = {k: v for k, v in vr.items() if HEAVY_STEP in k}
             shown = ", ".join(f"`{k[:60]}`: {v}" for k, v in heavy_runs.items()) or f"{sum(vr.values())} executed"
-            lines.append(f"| {ctx} | {pr['cold_api']:.2f} s | {pr['nochange_api']:.2f} s | {shown} |")
+            lines.append(f"| {ctx} | {pr['cold_api']:.2f} s | {pr['nochange_api']:.2f} s | "
+                         f"{pr['cpu_self']:.2f} s | {pr['cpu_children']:.2f} s | {shown} |")
         lines.append("")
     if startup:
         lines += [f"`xarch --version` (Python start-up and CLI imports, part of every xarch number "

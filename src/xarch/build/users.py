@@ -62,9 +62,10 @@ def resolve_user(root: Path, spec: str) -> tuple[int, int, list[int]]:
     name = user
     if user.isdigit():
         name = next((f[0] for f in _read_db(root, "passwd") if len(f) >= 3 and f[2] == user), user)
+    # runc/BuildKit: every group listing the user, the primary one included when listed
     extra = sorted({
         int(f[2]) for f in _read_db(root, "group")
-        if len(f) >= 4 and f[2].isdigit() and name in f[3].split(",") and int(f[2]) != gid
+        if len(f) >= 4 and f[2].isdigit() and name in f[3].split(",")
     }) if not group else []
     return uid, gid, extra
 
@@ -72,15 +73,17 @@ def resolve_user(root: Path, spec: str) -> tuple[int, int, list[int]]:
 def resolve_chown(root: Path, spec: str) -> tuple[int, int]:
     """``--chown`` value -> (uid, gid). A user without a group uses the uid as gid (Docker)."""
     user, sep, group = spec.partition(":")
+    primary: int | None = None
     if user.isdigit():
         uid = int(user)
     else:
         found = _lookup_user(root, user)
         if found is None:
             raise InputError(f"unable to convert uid/gid chown string to host mapping: can't find uid for user {user}: no such user: {user}")
-        uid = found[0]
+        uid, primary = found
     if not sep or not group:
-        return uid, uid
+        # a user name: its primary group from /etc/passwd (BuildKit); a bare uid: gid = uid
+        return uid, primary if primary is not None else uid
     if group.isdigit():
         return uid, int(group)
     g = _lookup_group(root, group)

@@ -179,3 +179,15 @@ def test_normalize_workdir(cur: str, path: str, want: str) -> None:
 ])
 def test_dest_path(wd: str, dest: str, want: str) -> None:
     assert dest_path(wd, dest) == want
+
+
+def test_expose_ranges_expand_like_nat_parse_port_specs() -> None:
+    c = convert("FROM base\nEXPOSE 9000-9002/udp 80\n").config["config"]
+    assert c["ExposedPorts"] == {"9000/udp": {}, "9001/udp": {}, "9002/udp": {}, "80/tcp": {}}
+
+
+def test_empty_cmd_and_entrypoint_are_omitted() -> None:
+    c = convert('FROM base\nCMD []\n').config["config"]
+    assert "Cmd" not in c and c["ArgsEscaped"] is True
+    c = convert('FROM base\nENTRYPOINT []\n').config["config"]
+    assert "Entrypoint" not in c and "Cmd" not in c

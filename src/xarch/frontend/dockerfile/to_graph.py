@@ -119,6 +119,25 @@ def _add_env(env: list[str], k: str, v: str) -> list[str]:
     return env
 
 
+def _set_list(cfg: dict[str, Any], key: str, value: list[str]) -> None:
+    """Go's omitempty: an empty CMD/ENTRYPOINT list is absent from the config."""
+    if value:
+        cfg[key] = value
+    else:
+        cfg.pop(key, None)
+
+
+def expand_port_spec(port: str) -> list[str]:
+    """EXPOSE values as docker's nat.ParsePortSpecs keys: "80" -> 80/tcp, "9000-9002/udp" ->
+    one key per port. Malformed values are kept as written (lower-cased)."""
+    num, _, proto = port.lower().partition("/")
+    proto = proto or "tcp"
+    lo, dash, hi = num.partition("-")
+    if dash and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
+        return [f"{p}/{proto}" for p in range(int(lo), int(hi) + 1)]
+    return [f"{num}/{proto}"]
+
+
 def normalize_workdir(current: str, path: str) -> str:
     if not path.startswith("/"):
         path = posixpath.join(current or "/", path)
@@ -335,9 +354,9 @@ class Converter:
             ports = cfg.setdefault("ExposedPorts", {})
             specs = []
             for port in c.ports:
-                spec = port if "/" in port else f"{port}/tcp"
-                ports[spec.lower()] = {}
-                specs.append(spec.lower())
+                for spec in expand_port_spec(port):
+                    ports[spec] = {}
+                    specs.append(spec)
             commit(f"EXPOSE {_go_list(specs)}")
         elif isinstance(c, ins.Volume):
             vols = cfg.setdefault("Volumes", {})
@@ -357,13 +376,13 @@ class Converter:
             cfg.setdefault("OnBuild", []).append(c.expression)
         elif isinstance(c, ins.Cmd):
             args = self._with_shell(cfg, c.cmd_line) if c.prepend_shell else list(c.cmd_line)
-            cfg["Cmd"] = args
+            _set_list(cfg, "Cmd", args)
             cfg["ArgsEscaped"] = True
             res.cmd_set = True
             commit(f"CMD {_go_quote_list(args)}")
         elif isinstance(c, ins.Entrypoint):
             args = self._with_shell(cfg, c.cmd_line) if c.prepend_shell else list(c.cmd_line)
-            cfg["Entrypoint"] = args
+            _set_list(cfg, "Entrypoint", args)
             if not res.cmd_set:
                 cfg.pop("Cmd", None)
             commit(f"ENTRYPOINT {_go_quote_list(args)}")
