@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xarch.errors import InputError, IntegrityError, NotFoundError, StoreError, UsageError
 from xarch.oci import mediatype as mt
@@ -28,6 +28,9 @@ from xarch.transports.copy import CopyResult as _EngineResult
 from xarch.transports.remote import RegistryOptions, TransferEvent
 from xarch.transports.resolve import Location, open_sink, open_source, parse_location
 from xarch.transports.store import LocalStore
+
+if TYPE_CHECKING:
+    from xarch.attest.referrers import CopyReferrersResult
 
 __all__ = [
     "CopyResult",
@@ -175,6 +178,8 @@ class CopyResult:
     blobs_mounted: int
     bytes: int
     seconds: float
+    referrers: int = 0  # artifact manifests (SBOMs, provenance, signatures) carried along
+    referrer_tags: int = 0  # cosign sha256-<hex>.sig/.att/.sbom tags carried along
 
 
 def copy(
@@ -188,9 +193,13 @@ def copy(
     registry_options: RegistryOptions | None = None,
     dest_registry_options: RegistryOptions | None = None,
     store: LocalStore | None = None,
+    referrers: bool = True,
 ) -> CopyResult:
     """Copy the image ``src`` names to ``dst``. Without ``platforms`` every manifest is copied
-    byte for byte (digests preserved); ``platforms`` filters an index (one → that manifest)."""
+    byte for byte (digests preserved); ``platforms`` filters an index (one → that manifest).
+    With ``referrers`` the artifacts that refer to the copied manifests (SBOMs, provenance,
+    signatures: OCI referrers and cosign's tags) follow them, as ``regctl --referrers`` and
+    ``cosign copy`` do; destinations that cannot hold referrers (archives) get the image only."""
     if platforms:
         plats: list[Platform] | None = [
             p if isinstance(p, Platform) else parse_platforms([p])[0] for p in platforms
@@ -209,7 +218,7 @@ def copy(
     dst_loc = _location(dst, dst_opts, store)
     source = open_source(src_loc, on_event=_retry_forwarder(on_event or _emit_none))
     try:
-        result = _run_copy(source, dst_loc, plats, jobs, on_event)
+        result = _run_copy(source, dst_loc, plats, jobs, on_event, referrers=referrers)
     finally:
         source.close()
     return replace(result, source=str(src_loc))
@@ -614,6 +623,8 @@ def _run_copy(
     platforms: list[Platform] | None,
     jobs: int,
     on_event: EventCallback | None,
+    *,
+    referrers: bool = False,
 ) -> CopyResult:
     emit = on_event or _emit_none
 
@@ -630,6 +641,7 @@ def _run_copy(
         r: _EngineResult = copy_image(
             source, _wrap_sink(sink, emit), platforms=platforms, jobs=jobs, on_event=on_copy
         )
+        carried = _copy_referrers(source, sink, r, emit) if referrers else None
     finally:
         sink.close()
     return CopyResult(
@@ -642,7 +654,32 @@ def _run_copy(
         blobs_mounted=r.blobs_mounted,
         bytes=r.bytes,
         seconds=time.monotonic() - started,
+        referrers=len(carried.referrers) if carried else 0,
+        referrer_tags=len(carried.tags) if carried else 0,
     )
+
+
+def _copy_referrers(
+    source: ImageSource, sink: ImageSink, r: _EngineResult, emit: EventCallback
+) -> CopyReferrersResult | None:
+    """Carry the referrers of every copied manifest from ``source`` to the committed ``sink``."""
+    from xarch.attest import referrers as refs
+
+    src_t = refs.referrer_target(source)
+    dst_t = refs.referrer_target(sink)
+    if src_t is None or dst_t is None:
+        return None
+
+    def on_ref(d: Descriptor) -> None:
+        emit(ProgressEvent("referrer", str(d.digest), d.size, d.size, d.artifact_type or ""))
+
+    res = refs.copy_referrers(
+        src_t, dst_t, [r.root.digest, *(m.digest for m in r.manifests)], on_copy=on_ref
+    )
+    for tag_name in res.conflicts:
+        emit(ProgressEvent("info", "", detail=f"kept {tag_name} at the destination: it differs "
+                           "from the source's (sign or copy it again to replace it)"))
+    return res
 
 
 # -- tag / store -------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ what went wrong, where, and how to fix it. The CLI prints that line and exits wi
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     USAGE = "usage"  # bad flags, bad references, bad platform strings
     INPUT = "input"  # bad Dockerfile, bad manifest, bad file
     NOT_FOUND = "not-found"  # unknown tag, missing blob, missing stage

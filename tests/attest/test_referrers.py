@@ -580,3 +580,30 @@ def test_attachments_overview(tmp_path: Path, clients: list[RegistryClient]) -> 
     assert [d.digest for d in got[1].referrers] == [sbom.digest] and got[1].buildx == ()
     assert got[1].subject.platform == Platform.parse("linux/amd64")
     assert got[2].referrers == () and [d.digest for d in got[2].buildx] == [bx.manifests[0].digest]
+
+
+def test_api_copy_carries_referrers_unless_told_not_to(tmp_path: Path) -> None:
+    from xarch import api
+
+    img = make_index(["linux/amd64", "linux/arm64"])
+    write_image(LayoutSink(tmp_path / "src", "v1"), img)
+    src = LocalTarget.for_layout(tmp_path / "src")
+    amd, arm = _platform_entries(img)
+    sbom = attach(src, arm, SPDX_JSON, SPDX_DOC, SPDX_JSON)
+    prov = attach(src, amd, IN_TOTO, _provenance(amd.digest), IN_TOTO)
+    store = LocalStore(tmp_path / "store", fsync=False)
+
+    res = api.copy(f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'dst'}:v1", store=store)
+    assert res.referrers == 2 and res.root.digest == img.root.digest
+    dst = LocalTarget.for_layout(tmp_path / "dst")
+    assert [d.digest for d in list_referrers(dst, arm.digest)] == [sbom.digest]
+    assert [d.digest for d in list_referrers(dst, amd.digest)] == [prov.digest]
+
+    bare = api.copy(f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'bare'}:v1", store=store,
+                    referrers=False)
+    assert bare.referrers == 0
+    assert list_referrers(LocalTarget.for_layout(tmp_path / "bare"), arm.digest) == []
+    # an archive cannot hold referrers: the image alone, no error
+    one = api.copy(f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'a.tar'}",
+                   platforms=["linux/arm64"], store=store)
+    assert one.referrers == 0

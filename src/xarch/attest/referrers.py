@@ -559,8 +559,11 @@ def copy_referrers(
             if digest in visited:
                 continue
             visited.add(digest)
-            at_dst = {d.digest for d in dst.referrers(digest)}
-            for ref in src.referrers(digest):
+            listed = src.referrers(digest)
+            # Only ask the destination when there is something to copy: one request saved per
+            # manifest of a plain image.
+            at_dst = {d.digest for d in dst.referrers(digest)} if listed else set()
+            for ref in listed:
                 if ref.digest in copied:
                     continue
                 copied.add(ref.digest)

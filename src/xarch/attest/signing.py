@@ -130,13 +130,18 @@ def sign(t: Target, key: PrivateKey, *, recursive: bool = True,
 
 
 def verify(t: Target, key: PublicKey, *, recursive: bool = True,
-           annotations: Mapping[str, Any] | None = None) -> list[tuple[Descriptor, list[VerifiedSignature]]]:
-    """Verify the root and every platform manifest; fails closed on the first that does not."""
+           annotations: Mapping[str, Any] | None = None,
+           check_identity: bool = False) -> list[tuple[Descriptor, list[VerifiedSignature]]]:
+    """Verify the root and every platform manifest; fails closed on the first that does not.
+
+    As cosign, a signature holds for its digest wherever the image was copied; with
+    ``check_identity`` the payload's claimed repository must also be the one verified."""
     out = []
     for s in _subjects(t, recursive):
         what = f"{s.digest}" + (f" ({s.platform})" if s.platform else "")
         try:
-            out.append((s, verify_image(t.store, s.digest, key, docker_reference=t.reference,
+            ident = t.reference if check_identity else None
+            out.append((s, verify_image(t.store, s.digest, key, docker_reference=ident,
                                         required_annotations=annotations)))
         except VerificationError as e:
             raise VerificationError(f"verification failed for {what}: {e.message}", hint=e.hint) from None

@@ -79,8 +79,12 @@ def sign_cmd(g: GlobalOptions, image: str, key_path: str, password_env: str | No
 @click.option("-a", "--annotation", "annotations", multiple=True, help="Required payload annotation KEY=VALUE.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Also verify every platform manifest of an index.")
+@click.option("--check-identity", is_flag=True,
+              help="Also require each signature to claim IMAGE's repository (cosign does not: a "
+                   "signature holds for its digest wherever the image is copied).")
 @click.option("--insecure", is_flag=True)
-def verify_cmd(image: str, key_path: str, annotations: tuple[str, ...], recursive: bool, insecure: bool) -> None:
+def verify_cmd(image: str, key_path: str, annotations: tuple[str, ...], recursive: bool,
+               check_identity: bool, insecure: bool) -> None:
     """Verify IMAGE's cosign signatures; fails (exit 1) unless every subject verifies."""
     from xarch.attest.keys import load_public_key
     from xarch.attest.signing import open_target, parse_annotations, verify
@@ -89,7 +93,8 @@ def verify_cmd(image: str, key_path: str, annotations: tuple[str, ...], recursiv
     pub = load_public_key(_read(key_path, "public key"), source=key_path)
     t = open_target(image, registry_options=RegistryOptions(insecure=insecure))
     try:
-        for subject, sigs in verify(t, pub, recursive=recursive, annotations=parse_annotations(annotations) or None):
+        for subject, sigs in verify(t, pub, recursive=recursive, check_identity=check_identity,
+                                   annotations=parse_annotations(annotations) or None):
             what = f" ({subject.platform})" if subject.platform else ""
             click.echo(f"verified {subject.digest}{what}: {len(sigs)} signature(s)")
     finally:

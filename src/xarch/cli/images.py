@@ -107,6 +107,11 @@ ca_file_option = click.option(
 @click.option("--insecure", is_flag=True, help="Plain HTTP / no TLS verification for both sides.")
 @click.option("--src-insecure", is_flag=True, help="Plain HTTP / no TLS verification for SRC.")
 @click.option("--dest-insecure", is_flag=True, help="Plain HTTP / no TLS verification for DST.")
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Copy the image only, not the SBOMs, provenance and signatures that refer to it.",
+)
 @ca_file_option
 @click.pass_context
 def copy_cmd(
@@ -119,6 +124,7 @@ def copy_cmd(
     insecure: bool,
     src_insecure: bool,
     dest_insecure: bool,
+    no_referrers: bool,
     ca_file: str | None,
 ) -> None:
     """Copy an image (all platforms by default) from SRC to DST.
@@ -126,7 +132,8 @@ def copy_cmd(
     SRC and DST are locations: REF or docker://REF (registry), oci:DIR[:TAG],
     oci-archive:FILE[:TAG], docker-archive:FILE[:REF], store:NAME[:TAG] or a bare NAME:TAG
     (local store). Without --platform every manifest is copied byte for byte, so digests are
-    the same at the destination.
+    the same at the destination. Referrers of the copied manifests (SBOMs, provenance,
+    signatures, cosign's sha256-*.sig/.att tags) come along unless --no-referrers.
     """
     if all_platforms and platforms:
         raise click.UsageError("--all and --platform exclude each other")
@@ -143,14 +150,19 @@ def copy_cmd(
                 on_event=r,
                 registry_options=src_opts,
                 dest_registry_options=dst_opts,
+                referrers=not no_referrers,
             ),
             f"copy to {dst}",
         )
+        carried = ""
+        if result.referrers or result.referrer_tags:
+            carried = (f", {result.referrers} referrer(s) and {result.referrer_tags} cosign "
+                       "tag(s) carried")
         r.message(
             f"copied {result.root.digest} to {result.destination}: "
             f"{len(result.manifests)} manifest(s), {result.blobs_copied} blob(s) copied "
             f"({result.bytes} bytes), {result.blobs_skipped} skipped, "
-            f"{result.blobs_mounted} mounted in {result.seconds:.2f}s"
+            f"{result.blobs_mounted} mounted in {result.seconds:.2f}s{carried}"
         )
     click.echo(str(result.root.digest))
 

@@ -191,3 +191,32 @@ def test_empty_cmd_and_entrypoint_are_omitted() -> None:
     assert "Cmd" not in c and c["ArgsEscaped"] is True
     c = convert('FROM base\nENTRYPOINT []\n').config["config"]
     assert "Entrypoint" not in c and "Cmd" not in c
+
+
+def test_healthcheck_history_is_go_percent_q_of_the_struct() -> None:
+    # BuildKit: fmt.Sprintf("HEALTHCHECK %q", d.image.Config.Healthcheck)
+    res = convert('FROM base\nHEALTHCHECK --interval=5s --timeout=1500ms --start-period=1m30s '
+                  '--retries=4 CMD wget -q "x y" || exit 1\n')
+    assert history(res)[-1] == (
+        'HEALTHCHECK &{["CMD-SHELL" "wget -q \\"x y\\" || exit 1"] "5s" "1.5s" "1m30s" "0s" '
+        "'\\x04'}")
+    assert history(convert("FROM base\nHEALTHCHECK NONE\n"))[-1] == \
+        'HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}'
+    assert history(convert("FROM base\nHEALTHCHECK --retries=10 --timeout=250ms CMD [\"t\"]\n"))[-1] \
+        == 'HEALTHCHECK &{["CMD" "t"] "0s" "250ms" "0s" "0s" \'\\n\'}'
+
+
+@pytest.mark.parametrize(("ns", "want"), [
+    (0, "0s"), (999, "999ns"), (1_500, "1.5\u00b5s"), (2_000_000, "2ms"), (1_000_000_000, "1s"),
+    (90_000_000_000, "1m30s"), (3_600_000_000_000, "1h0m0s"), (1_250_000_000, "1.25s"),
+])
+def test_go_duration_string(ns: int, want: str) -> None:
+    from xarch.frontend.dockerfile.to_graph import _go_duration
+    assert _go_duration(ns) == want
+
+
+def test_go_quote_matches_strconv_quote() -> None:
+    from xarch.frontend.dockerfile.to_graph import _go_quote, _go_quote_rune
+    assert _go_quote('a"b\\c\n\t\x01\x7fé') == '"a\\"b\\\\c\\n\\t\\x01\\x7fé"'
+    assert _go_quote_rune(65) == "'A'" and _go_quote_rune(39) == "'\\''"
+    assert _go_quote_rune(7) == "'\\a'" and _go_quote_rune(0x85) == "'\\u0085'"

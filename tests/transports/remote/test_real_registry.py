@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,17 @@ def test_chunked_upload(registry: RunningRegistry, options: RegistryOptions) -> 
         )
         assert client.has_blob("chunky", desc.digest)
         assert client.get_blob_bytes("chunky", desc) == data
+
+
+def test_monolithic_upload_of_a_multi_slice_blob(
+    registry: RunningRegistry, options: RegistryOptions
+) -> None:
+    """A monolithic PUT larger than one send slice, from uneven chunks: sized, intact."""
+    data = random.Random(7).randbytes(3 * 1024 * 1024 + 12345)
+    desc = Descriptor.of(mt.OCI_LAYER, data)
+    with RegistryClient(registry.url, options) as client:
+        client.upload_blob("mono", desc, [data[:5], data[5:2_500_000], data[2_500_000:]])
+        assert client.get_blob_bytes("mono", desc) == data
 
 
 def test_bad_upload_is_refused(registry: RunningRegistry, options: RegistryOptions) -> None:

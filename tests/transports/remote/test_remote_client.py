@@ -401,6 +401,27 @@ def test_monolithic_upload(
     assert events[-1].kind == "skip"
 
 
+def test_monolithic_put_is_sized_not_chunked_and_resendable(
+    fake: FakeRegistry, make_client: MakeClient
+) -> None:
+    data = bytes(range(256)) * 9000  # 2.2 MiB: more than one send slice
+    desc = Descriptor.of(mt.OCI_LAYER, data)
+    inner = fake.transport
+    seen: list[tuple[str | None, str | None]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            seen.append((request.headers.get("content-length"),
+                         request.headers.get("transfer-encoding")))
+        return inner.handle_request(request)
+
+    fake.add_fault("PUT", "/blobs/uploads/", "status", status=503)  # the body goes out twice
+    client = make_client(fake, transport=httpx.MockTransport(record))
+    client.upload_blob("foo", desc, [data[:100], data[100:]])
+    assert fake.blobs[desc.digest] == data
+    assert seen == [(str(len(data)), None)] * 2
+
+
 def test_chunked_upload_of_multi_chunk_blob(fake: FakeRegistry, make_client: MakeClient) -> None:
     data = bytes(range(256)) * 40  # 10240 bytes
     desc = Descriptor.of(mt.OCI_LAYER, data)

@@ -12,7 +12,6 @@ store); this module does no I/O itself.
 from __future__ import annotations
 
 import copy
-import json
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,9 +84,40 @@ class ConvertOptions:
     pipes_dir: str = "/dev/pipes/"
 
 
+_GO_ESC = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
+
+
+def _go_quote_char(ch: str, quote: str) -> str:
+    """One character as Go's strconv.Quote/QuoteRune writes it."""
+    o = ord(ch)
+    if ch in (quote, "\\"):
+        return "\\" + ch
+    if o in _GO_ESC:
+        return _GO_ESC[o]
+    if ch.isprintable() and o != 0x7F:
+        return ch
+    if o < 0x80:
+        return f"\\x{o:02x}"
+    if o <= 0xFFFF:
+        return f"\\u{o:04x}"
+    return f"\\U{o:08x}"
+
+
+def _go_quote(s: str) -> str:
+    """Go's strconv.Quote (fmt %q of a string)."""
+    return '"' + "".join(_go_quote_char(c, '"') for c in s) + '"'
+
+
+def _go_quote_rune(n: int) -> str:
+    """Go's fmt %q of an integer: the rune literal it codes for."""
+    if n < 0 or n > 0x10FFFF or 0xD800 <= n <= 0xDFFF:
+        return "'\ufffd'"
+    return "'" + _go_quote_char(chr(n), "'") + "'"
+
+
 def _go_quote_list(items: Sequence[str]) -> str:
     """Go's fmt %q of a []string: ["a" "b"]."""
-    return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
+    return "[" + " ".join(_go_quote(s) for s in items) + "]"
 
 
 def _go_list(items: Sequence[str]) -> str:
@@ -95,9 +125,24 @@ def _go_list(items: Sequence[str]) -> str:
     return "[" + " ".join(items) + "]"
 
 
+def _go_frac(v: int, prec: int) -> str:
+    whole, frac = divmod(v, 10**prec)
+    fs = f"{frac:0{prec}d}".rstrip("0") if frac else ""
+    return f"{whole}.{fs}" if fs else str(whole)
+
+
 def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String()."""
     if ns == 0:
         return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{_go_frac(ns, 3)}\u00b5s"
+    if ns < 1_000_000_000:
+        return f"{sign}{_go_frac(ns, 6)}ms"
     secs, rem = divmod(ns, 1_000_000_000)
     out = ""
     h, secs = divmod(secs, 3600)
@@ -107,7 +152,7 @@ def _go_duration(ns: int) -> str:
     if h or m:
         out += f"{m}m"
     frac = f".{rem:09d}".rstrip("0") if rem else ""
-    return out + f"{s}{frac}s"
+    return sign + out + f"{s}{frac}s"
 
 
 def _add_env(env: list[str], k: str, v: str) -> list[str]:
@@ -394,12 +439,12 @@ class Converter:
                 if val:
                     hc[key] = val
             cfg["Healthcheck"] = hc
-            # Go's %+v of the HealthcheckConfig struct
-            commit(
-                f"HEALTHCHECK {{Test:{_go_list(c.test)} Interval:{_go_duration(c.interval)} "
-                f"Timeout:{_go_duration(c.timeout)} StartPeriod:{_go_duration(c.start_period)} "
-                f"StartInterval:{_go_duration(c.start_interval)} Retries:{c.retries}}}"
-            )
+            # BuildKit writes fmt %q of the *HealthcheckConfig: a quoted list, durations
+            # through their String() quoted, and Retries as a rune literal.
+            durations = " ".join(_go_quote(_go_duration(d)) for d in (
+                c.interval, c.timeout, c.start_period, c.start_interval))
+            commit(f"HEALTHCHECK &{{{_go_quote_list(c.test)} {durations} "
+                   f"{_go_quote_rune(c.retries)}}}")
         elif isinstance(c, ins.Run):
             self._run(plan, res, ec, done, label, commit)
         elif isinstance(c, ins.Copy | ins.Add):

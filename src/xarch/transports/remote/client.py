@@ -409,7 +409,7 @@ class RegistryClient:
         scopes: Sequence[str],
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | _Body | None = None,
         stream: bool = False,
         retry: bool = True,
         follow_redirects: bool = False,
@@ -808,28 +808,32 @@ class RegistryClient:
             self._emit("skip", desc.digest, desc.size, f"already in {repo}")
             return
         if desc.size <= monolithic_max:
-            data = self._collect(desc, chunks)
-            self._upload_monolithic(repo, desc, data)
+            self._upload_monolithic(repo, desc, self._collect(desc, chunks))
         else:
             self._upload_chunked(repo, desc, chunks)
         self._emit("upload", desc.digest, desc.size, f"to {repo}")
 
-    def _collect(self, desc: Descriptor, chunks: Iterable[bytes]) -> bytes:
-        buf = bytearray()
+    def _collect(self, desc: Descriptor, chunks: Iterable[bytes]) -> _Body:
+        """Gather a blob for a monolithic PUT, hashing as it arrives; the chunks are kept as
+        they come (no joined copy), so a retried PUT can send them again."""
+        parts: list[bytes] = []
+        hasher = desc.digest.hasher()
+        size = 0
         for chunk in chunks:
-            buf += chunk
-            if len(buf) > desc.size:
+            size += len(chunk)
+            if size > desc.size:
                 raise IntegrityError(
                     f"blob {desc.digest} is larger than its descriptor's {desc.size} bytes; not uploaded"
                 )
-        data = bytes(buf)
-        if len(data) != desc.size:
+            hasher.update(chunk)
+            parts.append(chunk)
+        if size != desc.size:
             raise IntegrityError(
-                f"blob {desc.digest} has {len(data)} bytes, descriptor says {desc.size}; not uploaded"
+                f"blob {desc.digest} has {size} bytes, descriptor says {desc.size}; not uploaded"
             )
-        if not desc.digest.verify(data):
+        if hasher.hexdigest() != desc.digest.hex:
             raise IntegrityError(f"blob content does not match {desc.digest}; not uploaded")
-        return data
+        return _Body(parts, size)
 
     def _start_upload(self, repo: str) -> str:
         what = f'starting a blob upload to repository "{repo}"'
@@ -853,7 +857,7 @@ class RegistryClient:
             )
         return str(resp.request.url.join(loc))
 
-    def _upload_monolithic(self, repo: str, desc: Descriptor, data: bytes) -> None:
+    def _upload_monolithic(self, repo: str, desc: Descriptor, data: _Body) -> None:
         what = f'uploading blob {desc.digest} to repository "{repo}"'
         attempt = 0
         while True:
@@ -865,7 +869,12 @@ class RegistryClient:
                     "PUT",
                     str(url),
                     scopes=[push_scope(repo)],
-                    headers={"Content-Type": "application/octet-stream"},
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        # An explicit length: httpx then sends the iterable body as is, not
+                        # chunked (registries expect a sized monolithic PUT).
+                        "Content-Length": str(data.size),
+                    },
                     content=data,
                     retry=False,
                 )
@@ -1179,6 +1188,28 @@ def _index_descriptors(raw: bytes, what: str) -> list[Descriptor]:
         raise RegistryError(f"invalid index JSON while {what}") from exc
     manifests = doc.get("manifests") if isinstance(doc, dict) else None
     return [Descriptor.from_json(m) for m in manifests or [] if isinstance(m, dict)]
+
+
+class _Body:
+    """A request body sent as slices of at most ``_SEND_SLICE`` bytes, iterable again for a
+    retried request. httpcore re-slices the unsent rest of each write (``buf = buf[n:]``);
+    one 50 MB write makes that quadratic, bounded slices keep it linear."""
+
+    def __init__(self, parts: list[bytes], size: int) -> None:
+        self.parts = parts
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self.parts:
+            if len(part) <= _SEND_SLICE:
+                yield part
+                continue
+            view = memoryview(part)
+            for off in range(0, len(view), _SEND_SLICE):
+                yield view[off:off + _SEND_SLICE]  # type: ignore[misc]  # bytes-like is enough
+
+
+_SEND_SLICE = 1024 * 1024
 
 
 def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:

@@ -1,0 +1,169 @@
+"""Benchmark (acceptance): ``xarch sbom`` of a ~1 GB image vs ``xarch copy`` reading it.
+
+    .venv/bin/python bench/sbom_vs_copy.py [--mib 1024] [--layers 4] [--runs 3] [--dir DIR]
+
+Builds, with xarch's own layer writer, a single-platform image in an OCI layout: ``--mib`` MiB
+of mostly incompressible (random) file data spread over many files (Pareto sizes, ~4 KiB
+median) plus an ``/etc/os-release`` and a dpkg status with 400 packages, gzip level 1, so the
+layout is about ``--mib`` on disk. Then runs, as commands (process start-up included, warm page
+cache, median of ``--runs``):
+
+* ``xarch sbom oci:DIR:bench -o FILE``
+* ``xarch copy oci:DIR:bench oci:OTHER:bench`` (a fresh OTHER every run; this reads and
+  verifies every blob and writes it once more)
+
+and prints both and their ratio. Acceptance target: sbom < 2x copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from xarch.archive.compress import LayerWriter
+from xarch.content.store import REF_NAME, ContentStore
+from xarch.oci import mediatype as mt
+from xarch.oci.config import ImageConfig
+from xarch.oci.descriptor import Descriptor
+from xarch.oci.manifest import Manifest
+
+TAG = "bench"
+CHUNK = 1 << 20
+
+
+def _add(tf: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.mtime = len(data), mode, 0
+    tf.addfile(ti, io.BytesIO(data))
+
+
+def dpkg_status(n: int) -> bytes:
+    paras = [
+        f"Package: pkg{i}\nStatus: install ok installed\nPriority: optional\nVersion: 1.{i}-1\n"
+        f"Architecture: amd64\nMaintainer: Bench <b@example.org>\nDescription: package {i}\n"
+        " long description\n"
+        for i in range(n)
+    ]
+    return "\n".join(paras).encode()
+
+
+def build_image(layout: Path, mib: int, layers: int, seed: int = 1) -> tuple[int, int]:
+    """Write the image into the OCI layout ``layout`` (tag ``bench``): (files, blob bytes)."""
+    rng = random.Random(seed)
+    pool = os.urandom(32 << 20)  # slices of random data: incompressible, cheap to produce
+    store = ContentStore(layout, fsync=False)
+    store.init()
+    per_layer = (mib << 20) // layers
+    descs: list[Descriptor] = []
+    diff_ids: list[str] = []
+    nfiles = 0
+    for li in range(layers):
+        tmp = layout / f"layer{li}.tmp"
+        w = LayerWriter("gzip", level=1, dest=tmp)
+        with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+            if li == 0:
+                _add(tf, "etc/os-release", b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
+                     b'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n')  # fmt: skip
+                _add(tf, "var/lib/dpkg/status", dpkg_status(400))
+                for i in range(400):
+                    _add(tf, f"usr/share/doc/pkg{i}/copyright", b"License: MIT\n")
+            written = 0
+            while written < per_layer:
+                size = min(int(rng.paretovariate(1.1) * 2048), 16 << 20, per_layer - written + 1)
+                start = rng.randrange(0, len(pool) - size)
+                _add(tf, f"usr/lib/l{li}/d{nfiles // 256}/f{nfiles}", pool[start : start + size])
+                written += size
+                nfiles += 1
+        res = w.close()
+        desc = Descriptor(res.media_type, res.blob_digest, res.size)
+        with tmp.open("rb") as f:
+            store.ingest(desc, iter(lambda f=f: f.read(CHUNK), b""))  # type: ignore[misc]
+        tmp.unlink()
+        descs.append(desc)
+        diff_ids.append(str(res.diff_id))
+    cfg = ImageConfig.build(
+        {"created": "2024-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
+         "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    )  # fmt: skip
+    store.ingest_bytes(cfg.raw)
+    m = Manifest.build(cfg.descriptor(), descs)
+    store.ingest_bytes(m.raw)
+    top = Descriptor(mt.OCI_MANIFEST, m.digest, len(m.raw), annotations={REF_NAME: TAG})
+    store.update_index(lambda _old: [top])
+    return nfiles, sum(d.size for d in descs)
+
+
+def xarch_cmd() -> list[str]:
+    return [sys.executable, "-m", "xarch.cli.main", "--progress", "quiet"]
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    return dt
+
+
+def measure(layout: Path, work: Path, runs: int) -> tuple[list[float], list[float], int]:
+    """(sbom times, copy times, packages in the SBOM)."""
+    env = {**os.environ, "XARCH_HOME": str(work / "home")}
+    sbom_out = work / "sbom.spdx.json"
+    sbom_cmd = [*xarch_cmd(), "sbom", f"oci:{layout}:{TAG}", "-o", str(sbom_out)]
+    # warm the page cache (and Python's bytecode cache) once for both
+    timed(sbom_cmd, env)
+    timed([*xarch_cmd(), "copy", f"oci:{layout}:{TAG}", f"oci:{work / 'warm'}:{TAG}"], env)
+    shutil.rmtree(work / "warm")
+    t_sbom: list[float] = []
+    t_copy: list[float] = []
+    for i in range(runs):  # interleaved, so drift (thermal, other load) hits both alike
+        t_sbom.append(timed(sbom_cmd, env))
+        dst = work / f"copy{i}"
+        t_copy.append(timed([*xarch_cmd(), "copy", f"oci:{layout}:{TAG}", f"oci:{dst}:{TAG}"], env))
+        shutil.rmtree(dst)
+    doc = json.loads(sbom_out.read_text())
+    n = sum(
+        any(r.get("referenceLocator", "").startswith("pkg:deb/") for r in p.get("externalRefs", []))
+        for p in doc["packages"]
+    )
+    return t_sbom, t_copy, n
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None, help="where to build (default: $TMPDIR)")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=a.dir, prefix="xarch-bench-sbom-") as tmp:
+        work = Path(tmp)
+        layout = work / "layout"
+        t = time.perf_counter()
+        nfiles, size = build_image(layout, a.mib, a.layers)
+        print(f"image: {a.layers} layers, {nfiles} files, {size / 1e6:.0f} MB of blobs "
+              f"(built in {time.perf_counter() - t:.1f}s)")  # fmt: skip
+        t_sbom, t_copy, npkg = measure(layout, work, a.runs)
+        sbom, copy = statistics.median(t_sbom), statistics.median(t_copy)
+        print(f"deb packages in SBOM: {npkg}")
+        print(f"xarch sbom  (median of {a.runs}): {sbom:7.2f}s  {[round(x, 2) for x in t_sbom]}")
+        print(f"xarch copy  (median of {a.runs}): {copy:7.2f}s  {[round(x, 2) for x in t_copy]}")
+        print(f"ratio sbom/copy: {sbom / copy:.2f}x  (target < 2x)")
+        return {"sbom": sbom, "copy": copy, "ratio": sbom / copy, "packages": float(npkg),
+                "bytes": float(size)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
