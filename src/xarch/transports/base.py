@@ -63,6 +63,15 @@ class ImageSink(Protocol):
 
 
 @runtime_checkable
+class SinkFeeder(Protocol):
+    """Optional source capability: the chunks of a blob for an ImageSink, left unverified
+    because ``put_blob`` verifies size and digest itself (a remote source then hashes each
+    byte once, not twice). Anyone else must use ``open_blob``."""
+
+    def open_blob_for_sink(self, desc: Descriptor) -> Iterator[bytes]: ...
+
+
+@runtime_checkable
 class BlobMounter(Protocol):
     """Optional sink capability: make a blob appear without transferring it (registry
     cross-repository mount). Returns True when mounted, False when the sink must upload."""

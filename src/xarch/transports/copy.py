@@ -33,7 +33,7 @@ from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 from xarch.oci.manifest import Index, Manifest, parse_any
 from xarch.oci.platform import Platform
-from xarch.transports.base import BlobMounter, ImageSink, ImageSource
+from xarch.transports.base import BlobMounter, ImageSink, ImageSource, SinkFeeder
 
 EventKind = Literal["skip", "mount", "copy", "manifest"]
 REFERENCE_DIGEST = "vnd.docker.reference.digest"
@@ -219,7 +219,8 @@ def copy_image(
         elif isinstance(dst, BlobMounter) and dst.mount_blob(desc, src):
             kind = "mount"
         else:
-            dst.put_blob(desc, src.open_blob(desc))
+            feed = src.open_blob_for_sink if isinstance(src, SinkFeeder) else src.open_blob
+            dst.put_blob(desc, feed(desc))
             kind = "copy"
         with lock:
             counts[kind] += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fakeregistry import FakeRegistry, sha256
 from remote_samples import SampleImage, sample_image, seed_image
@@ -164,3 +166,27 @@ def test_mount_declined_for_other_hosts_and_denied_sources() -> None:
     o = opts(tok, credentials=("alice", "s3cret"))
     sink = RemoteSink(Reference.parse("c.test/dst:v1"), o)
     assert sink.mount_blob(desc, RemoteSource(Reference.parse("c.test/secret:v1"), o)) is False
+
+
+def test_blob_fed_to_a_sink_unhashed_is_still_refused_when_wrong(tmp_path: Path) -> None:
+    """open_blob_for_sink skips the client's hash: the sink's own check must catch a registry
+    that serves other bytes under a digest, and the layout keeps nothing."""
+    from xarch.transports.copy import copy_image
+    from xarch.transports.layout import LayoutSink, LayoutSource
+
+    fake = FakeRegistry()
+    image = sample_image(layer_sizes=(1000,))
+    seed_image(fake, "src", image)
+    layer = image.layer_descs[0]
+    fake.blobs[str(layer.digest)] = b"x" * layer.size  # same size, other bytes
+    src = RemoteSource(Reference.parse("registry.test/src:v1"), opts(fake))
+    with pytest.raises(IntegrityError):
+        b"".join(src.open_blob(layer))  # the verifying path
+    assert b"".join(src.open_blob_for_sink(layer)) == b"x" * layer.size  # unhashed path
+    sink = LayoutSink(tmp_path / "lay", "v1")
+    with pytest.raises(IntegrityError):
+        copy_image(src, sink, jobs=1)
+    sink.close()
+    assert not (tmp_path / "lay" / "blobs" / "sha256" / layer.digest.hex).exists()
+    with pytest.raises(NotFoundError):
+        LayoutSource(tmp_path / "lay", "v1").resolve()
