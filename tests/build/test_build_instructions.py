@@ -180,7 +180,7 @@ COPY --chmod=700 --chown=app:grp dir /c5
 """
     r = benv.build(tmp_path, df, CTX)
     m = {x.name: x for i in range(1, 6) for x in benv.layer_members(r, index=-i)}
-    assert (m["c1"].uid, m["c1"].gid) == (1234, 1234)  # user without group: gid = uid (Docker)
+    assert (m["c1"].uid, m["c1"].gid) == (1234, 2345)  # a user alone: its primary group (BuildKit)
     assert (m["c2"].uid, m["c2"].gid) == (1234, 777)
     assert (m["c3/sub/y"].uid, m["c3/sub/y"].gid) == (10, 20)
     assert (m["c3"].uid, m["c3"].gid) == (10, 20)

@@ -154,3 +154,117 @@ def test_mkdir_creates_parents_once(dst: Path) -> None:
     assert mkdir(dst, "/a/b/c", (5, 6)) is True
     assert os.lstat(dst / "a" / "b").st_uid == 5
     assert mkdir(dst, "/a/b/c", None) is False
+
+
+# -- context digests kept across builds ----------------------------------------------------------
+
+
+def test_digest_cache_survives_builds_and_notices_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    from xarch.build import fileop
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    f = ctx / "big.bin"
+    f.write_bytes(b"a" * 10_000)
+    cache_file = tmp_path / "digests.json"
+    # ctime cannot be set back, so the "now" of the racy rule moves forward instead
+    real_now = _time.time_ns
+    monkeypatch.setattr(fileop.time, "time_ns", lambda: real_now() + 10 * 1_000_000_000)
+    c1 = fileop.DigestCache(cache_file)
+    first = checksum(SourceTree(ctx, cache=c1), ("big.bin",))
+    c1.save()  # what the worker's close() does
+    assert cache_file.is_file()
+
+    hashed: list[int] = []
+    real_sha = fileop.hashlib.sha256
+
+    def counting_sha256(*a: object) -> object:
+        hashed.append(1)
+        return real_sha(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fileop.hashlib, "sha256", counting_sha256)
+    assert checksum(SourceTree(ctx, cache=fileop.DigestCache(cache_file)), ("big.bin",)) == first
+    assert len(hashed) == 1  # the checksum's own hasher: the file was not read
+
+    # same size, same mtime, other bytes: ctime moved, so the file is read again
+    st = f.stat()
+    f.write_bytes(b"b" * 10_000)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    hashed.clear()
+    assert checksum(SourceTree(ctx, cache=fileop.DigestCache(cache_file)), ("big.bin",)) != first
+    assert len(hashed) == 2
+
+
+def test_digest_cache_racy_files_and_damaged_cache(tmp_path: Path) -> None:
+    from xarch.build import fileop
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "fresh.txt").write_bytes(b"just written")
+    cache_file = tmp_path / "digests.json"
+    c = fileop.DigestCache(cache_file)
+    checksum(SourceTree(ctx, cache=c), ("fresh.txt",))
+    c.save()
+    assert not cache_file.exists()  # written this second: not remembered (racy)
+    cache_file.write_bytes(b"{not json")
+    damaged = fileop.DigestCache(cache_file)
+    assert checksum(SourceTree(ctx, cache=damaged), ("fresh.txt",)).startswith("sha256:")
+
+
+def test_concurrent_platforms_hash_a_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for i in range(4):
+        (ctx / f"f{i}").write_bytes(os.urandom(200_000))
+    tree = SourceTree(ctx)
+    reads: list[str] = []
+    real_open = open
+
+    def counting_open(path: object, mode: str = "r", *a: object, **kw: object) -> object:
+        if mode == "rb" and str(path).startswith(str(ctx)):
+            reads.append(str(path))
+        return real_open(path, mode, *a, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(checksum(tree, (".",))))
+               for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1 and len(results) == 5
+    assert sorted(reads) == sorted(str(ctx / f"f{i}") for i in range(4))
+
+
+def test_directories_a_copy_creates_take_the_build_time(
+    tmp_path: Path,
+) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "src" / "f").write_text("x")
+    os.chmod(ctx / "src", 0o750)
+    os.utime(ctx / "src", (1_600_000_000, 1_600_000_000))
+    root = tmp_path / "root"
+    root.mkdir()
+    tree = SourceTree(ctx)
+    # dest ends in "/": it and its missing parents are made by the COPY, at the given time
+    copy(tree, root, CopySpec(sources=("src",), dest="/a/b/", created_mtime=1_700_000_000))
+    for d in ("a", "a/b"):
+        assert os.lstat(root / d).st_mtime == 1_700_000_000, d
+    assert (root / "a" / "b" / "f").read_text() == "x"
+    # a directory onto a missing dest without "/": made like a parent (0755, BuildKit)
+    copy(tree, root, CopySpec(sources=("src",), dest="/c/d", created_mtime=1_700_000_000))
+    st = os.lstat(root / "c" / "d")
+    assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_mtime == 1_700_000_000
+    assert os.lstat(root / "c").st_mtime == 1_700_000_000
+    # without a time: whenever it was written (BuildKit without SOURCE_DATE_EPOCH)
+    copy(tree, root, CopySpec(sources=("src",), dest="/e/"))
+    assert os.lstat(root / "e").st_mtime > 1_700_000_000

@@ -349,14 +349,17 @@ def build(
     cache = CacheIndex(home / "cache.db")
     solver = Solver(worker, cache, no_cache=opts.no_cache, jobs=opts.jobs, on_event=on_solve)
     failures: dict[Platform, XarchError] = {}
-    with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
-        futs = {p: pool.submit(solver.solve, r.vertex) for p, r in stages.items()}
-        results = {}
-        for p, f in futs.items():
-            try:
-                results[p] = f.result()
-            except XarchError as e:
-                failures[p] = e
+    try:
+        with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
+            futs = {p: pool.submit(solver.solve, r.vertex) for p, r in stages.items()}
+            results = {}
+            for p, f in futs.items():
+                try:
+                    results[p] = f.result()
+                except XarchError as e:
+                    failures[p] = e
+    finally:
+        worker.close()
     if failures:
         raise BuildFailed("; ".join(_describe_failure(p, e, dockerfile.name) for p, e in failures.items()))
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,6 +46,11 @@ class CopySpec:
     excludes: tuple[str, ...] = ()
     parents: bool = False
     from_context: bool = True
+    # mtime (seconds) of the directories the COPY creates implicitly (the missing parents,
+    # or a "dest/" that does not exist yet). None: whenever they were written, as BuildKit
+    # does. The worker passes the build's start (or SOURCE_DATE_EPOCH), so every platform
+    # of one build writes an identical layer for the same COPY.
+    created_mtime: int | None = None
 
 
 def _has_wildcard(component: str) -> bool:
@@ -72,14 +80,119 @@ def clean_rel(p: str) -> str:
     return "/".join(parts)
 
 
+class DigestCache:
+    """sha256 of context files by stat identity, kept across builds in one JSON file (BuildKit
+    keeps such a content-hash cache with its snapshots), so a no-change rebuild of a large
+    context reads no file content.
+
+    An entry is trusted only while the file's device, inode, size, mtime and ctime are all
+    unchanged: any write moves ctime, which no user can set back. A file changed within the
+    last ``RACY_NS`` when it was hashed is not remembered (git's "racy" rule: a second write
+    within one timestamp tick could leave every field equal).
+    """
+
+    RACY_NS = 2_000_000_000
+    MAX_ENTRIES = 200_000
+    VERSION = 1
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: dict[str, list[object]] = {}
+        self._used: set[str] = set()
+        self._dirty = False
+        if path is not None:
+            try:
+                doc = json.loads(path.read_bytes())
+                if isinstance(doc, dict) and doc.get("version") == self.VERSION:
+                    entries = doc.get("files")
+                    if isinstance(entries, dict):
+                        self._entries = entries
+            except (OSError, ValueError):
+                pass  # no cache or a damaged one: everything is hashed again
+
+    @staticmethod
+    def _ident(st: os.stat_result) -> list[object]:
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def get(self, path: str, st: os.stat_result) -> str | None:
+        with self._lock:
+            e = self._entries.get(path)
+            if e is None or e[:5] != self._ident(st) or not isinstance(e[5], str):
+                return None
+            self._used.add(path)
+            return e[5]
+
+    def put(self, path: str, st: os.stat_result, digest: str) -> None:
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.RACY_NS:
+            return
+        with self._lock:
+            self._entries[path] = [*self._ident(st), digest]
+            self._used.add(path)
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write the cache (temp file + rename) if this build learned something."""
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            entries = self._entries
+            if len(entries) > self.MAX_ENTRIES:  # keep this build's files, then any others
+                keep = {k: entries[k] for k in self._used if k in entries}
+                for k, v in entries.items():
+                    if len(keep) >= self.MAX_ENTRIES:
+                        break
+                    keep.setdefault(k, v)
+                entries = keep
+            data = json.dumps({"version": self.VERSION, "files": entries},
+                              separators=(",", ":")).encode()
+            self._dirty = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache: losing it costs time, never correctness
+
+
 class SourceTree:
     """A read-only source root with an optional visibility filter (dockerignore)."""
 
-    def __init__(self, root: Path, ignore: PatternMatcher | None = None) -> None:
+    def __init__(self, root: Path, ignore: PatternMatcher | None = None,
+                 cache: DigestCache | None = None) -> None:
         self.root = root
         self._ignore = ignore
-        # file digests by (path, size, mtime, inode): one build hashes each file once
-        self.digests: dict[tuple[str, int, int, int], str] = {}
+        self.cache = cache
+        # file digests by stat identity: one build hashes each file once, even when several
+        # platforms ask at the same moment (a per-file lock makes the others wait)
+        self.digests: dict[tuple[str, int, int, int, int], str] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def file_digest(self, path: str) -> str:
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        d = self.digests.get(key)
+        if d is not None:
+            return d
+        with self._locks_lock:
+            lock = self._locks.setdefault(path, threading.Lock())
+        with lock:
+            d = self.digests.get(key)
+            if d is None and self.cache is not None:
+                d = self.cache.get(path, st)
+            if d is None:
+                h = hashlib.sha256()
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                d = h.hexdigest()
+                after = os.stat(path)
+                if self.cache is not None and DigestCache._ident(after) == DigestCache._ident(st):
+                    self.cache.put(path, st, d)
+            self.digests[key] = d
+            return d
 
     def visible(self, rel: str) -> bool:
         if not rel or self._ignore is None:
@@ -129,8 +242,10 @@ class SourceTree:
         return out
 
 
-def _mkdir_all(root: Path, rel_dir: str, owner: tuple[int, int] | None) -> Path:
-    """Create ``rel_dir`` (and parents) under root, 0755, owned by ``owner`` when given.
+def _mkdir_all(root: Path, rel_dir: str, owner: tuple[int, int] | None,
+               created: list[Path] | None = None) -> Path:
+    """Create ``rel_dir`` (and parents) under root, 0755, owned by ``owner`` when given;
+    ``created`` collects what was made.
 
     The path is resolved inside root first (symlinks scoped to root, as fs.RootPath), then
     the missing tail is created: nothing can be created outside root.
@@ -148,6 +263,8 @@ def _mkdir_all(root: Path, rel_dir: str, owner: tuple[int, int] | None) -> Path:
         os.chmod(path, 0o755)  # umask must not matter
         if owner is not None:
             os.lchown(path, *owner)
+        if created is not None:
+            created.append(path)
     return target
 
 
@@ -286,7 +403,8 @@ def copy(tree: SourceTree, dst_root: Path, spec: CopySpec) -> int:
     dest_clean = clean_rel(dest)
     # fsutil: ensure the parent of dest (or dest itself when it ends in "/") exists
     ensure = dest_clean if dest_is_dir else str(PurePosixPath("/" + dest_clean).parent).lstrip("/")
-    _mkdir_all(dst_root, ensure, spec.owner)
+    made: list[Path] = []
+    _mkdir_all(dst_root, ensure, spec.owner, made)
     copier = _Copier(tree, dst_root, spec, excludes)
     for pattern, rel in matches:
         src = tree.resolve(rel, follow=True)
@@ -294,7 +412,8 @@ def copy(tree: SourceTree, dst_root: Path, spec: CopySpec) -> int:
         if spec.parents:
             keep = _parents_rel(rel, pattern)
             target_rel = f"{dest_clean}/{keep}" if dest_clean else keep
-            _mkdir_all(dst_root, str(PurePosixPath("/" + target_rel).parent).lstrip("/"), spec.owner)
+            _mkdir_all(dst_root, str(PurePosixPath("/" + target_rel).parent).lstrip("/"), spec.owner,
+                       made)
             target = safe_join(dst_root, target_rel)
             copier.copy(src, rel, "", target, top=True)
             continue
@@ -305,8 +424,14 @@ def copy(tree: SourceTree, dst_root: Path, spec: CopySpec) -> int:
             target_rel = f"{target_rel}/{PurePosixPath(rel).name}" if target_rel else PurePosixPath(rel).name
             target = safe_join(dst_root, target_rel)
         elif src_is_dir and not dst_exists:
-            _mkdir_all(dst_root, target_rel, spec.owner)
+            # created like a parent (0755, no --chmod, not the source's metadata): what
+            # BuildKit writes for COPY --chmod=600 dir /d (the differential corpus checks it)
+            _mkdir_all(dst_root, target_rel, spec.owner, made)
         copier.copy(src, rel, "", target, top=True)
+    if spec.created_mtime is not None:
+        ns = spec.created_mtime * 1_000_000_000
+        for path in made:
+            os.utime(path, ns=(ns, ns), follow_symlinks=False)
     return len(matches)
 
 
@@ -361,17 +486,7 @@ def _walk(tree: SourceTree, rel: str) -> Iterator[tuple[str, os.stat_result, str
 
 
 def _file_digest(tree: SourceTree, path: str) -> str:
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-    d = tree.digests.get(key)
-    if d is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        d = h.hexdigest()
-        tree.digests[key] = d
-    return d
+    return tree.file_digest(path)
 
 
 def mkdir(root: Path, path: str, owner: tuple[int, int] | None, mode: int = 0o755) -> bool:

@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -99,12 +100,21 @@ class BuildWorker:
         self.caches = xmounts.CacheStore(home / "cache-mounts")
         self._extract_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._tree = fileop.SourceTree(options.context_dir, options.ignore)
+        # one timestamp for the directories COPY creates, shared by every platform of the build
+        epoch = options.source_date_epoch
+        self._created_mtime = epoch if epoch is not None else int(time.time())
+        self._tree = fileop.SourceTree(options.context_dir, options.ignore,
+                                       fileop.DigestCache(home / "context-digests.json"))
         self._snap_lowers: dict[str, list[Path]] = {}
         self._downloads: dict[str, _Download] = {}
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._dl_dir: Path | None = None
         self._cache_locks: dict[str, threading.Lock] = {}
+
+    def close(self) -> None:
+        """Keep what this build learned that outlives it (context file digests)."""
+        if self._tree.cache is not None:
+            self._tree.cache.save()
 
     # -- sources -------------------------------------------------------------------------
 
@@ -453,6 +463,7 @@ class BuildWorker:
                     fileop.copy(tree, merged, fileop.CopySpec(
                         sources=op.sources, dest=op.dest, owner=owner, mode=mode,
                         excludes=op.excludes, parents=op.parents, from_context=from_context,
+                        created_mtime=self._created_mtime,
                     ))
             return self._commit_layer(key)
 
@@ -535,7 +546,7 @@ class BuildWorker:
         if plain:
             fileop.copy(tree, root, fileop.CopySpec(
                 sources=tuple(plain), dest=op.dest, owner=owner, mode=mode,
-                excludes=op.excludes, from_context=from_context,
+                excludes=op.excludes, from_context=from_context, created_mtime=self._created_mtime,
             ))
 
     def run_mkdir(self, op: MkdirOp, inputs: list[Result]) -> LayerRef | None:
