@@ -16,6 +16,14 @@ and prints the ratios. Acceptance target: SBOM < 2× the copy read.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/copy.py would shadow the stdlib ``copy`` module (tarfile imports it) when this file
+# is run as a script, because the script's directory comes first on sys.path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import io
 import json
@@ -25,7 +33,6 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from xarch.archive.compress import LayerWriter, decompress_stream
 from xarch.attest.sbom import generate_sboms

@@ -1,6 +1,6 @@
 """Benchmark: ``xarch copy --all`` against ``skopeo copy --all`` on a 300+ MB 3-platform image.
 
-    .venv/bin/python bench/copy_bench.py [--runs 3] [--work DIR] [--jobs 4] [--no-docs] [--profile]
+    .venv/bin/python bench/copy.py [--runs 3] [--work DIR] [--jobs 4] [--no-docs] [--profile]
 
 Builds (once, cached under ``--work``) a 3-platform OCI image with 4 gzip layers per
 platform — random data (incompressible) and generated text (compressible) — with xarch's own
@@ -17,17 +17,23 @@ Both tools are run as commands (process start-up included). Results replace the 
 each xarch direction once under cProfile and prints the top functions.
 """
 
-# ruff: noqa: E402  (tests/ goes on sys.path before the helper import)
+# ruff: noqa: E402  (sys.path must be fixed before the standard library imports below)
 from __future__ import annotations
 
-import argparse
 import os
+import sys
+
+# This file is named copy.py: drop its directory from sys.path before anything imports the
+# standard library's ``copy`` module (dataclasses does), or it would import this script.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse
 import platform as pyplatform
 import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
