@@ -1,12 +1,14 @@
 """Benchmark (acceptance): ``xarch sbom`` of a ~1 GB image vs ``xarch copy`` reading it.
 
     .venv/bin/python bench/sbom_vs_copy.py [--mib 1024] [--layers 4] [--runs 3] [--dir DIR]
+        [--compression gzip|zstd] [--copy-to DIR]
 
 Builds, with xarch's own layer writer, a single-platform image in an OCI layout: ``--mib`` MiB
 of mostly incompressible (random) file data spread over many files (Pareto sizes, ~4 KiB
-median) plus an ``/etc/os-release`` and a dpkg status with 400 packages, gzip level 1, so the
-layout is about ``--mib`` on disk. Then runs, as commands (process start-up included, warm page
-cache, median of ``--runs``):
+median) plus an ``/etc/os-release`` and a dpkg status with 400 packages, gzip level 1 (or
+``--compression zstd``, level 3), so the layout is about ``--mib`` on disk. Then runs, as
+commands (process start-up included, warm page cache, ``sync`` before each, median of
+``--runs``):
 
 * ``xarch sbom oci:DIR:bench -o FILE``
 * ``xarch copy oci:DIR:bench oci:OTHER:bench`` (a fresh OTHER every run; this reads and
@@ -65,7 +67,9 @@ def dpkg_status(n: int) -> bytes:
     return "\n".join(paras).encode()
 
 
-def build_image(layout: Path, mib: int, layers: int, seed: int = 1) -> tuple[int, int]:
+def build_image(
+    layout: Path, mib: int, layers: int, seed: int = 1, compression: str = "gzip"
+) -> tuple[int, int]:
     """Write the image into the OCI layout ``layout`` (tag ``bench``): (files, blob bytes)."""
     rng = random.Random(seed)
     pool = os.urandom(32 << 20)  # slices of random data: incompressible, cheap to produce
@@ -77,7 +81,7 @@ def build_image(layout: Path, mib: int, layers: int, seed: int = 1) -> tuple[int
     nfiles = 0
     for li in range(layers):
         tmp = layout / f"layer{li}.tmp"
-        w = LayerWriter("gzip", level=1, dest=tmp)
+        w = LayerWriter(compression, level=1 if compression == "gzip" else None, dest=tmp)
         with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:
             if li == 0:
                 _add(tf, "etc/os-release", b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
@@ -116,6 +120,9 @@ def xarch_cmd() -> list[str]:
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    # Flush what earlier steps wrote (the image, the last copy): otherwise its writeback runs
+    # during the next measurement and charges whichever command happens to come next.
+    os.sync()
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t
@@ -124,20 +131,23 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return dt
 
 
-def measure(layout: Path, work: Path, runs: int) -> tuple[list[float], list[float], int]:
+def measure(
+    layout: Path, work: Path, runs: int, copy_to: Path | None = None
+) -> tuple[list[float], list[float], int]:
     """(sbom times, copy times, packages in the SBOM)."""
     env = {**os.environ, "XARCH_HOME": str(work / "home")}
     sbom_out = work / "sbom.spdx.json"
     sbom_cmd = [*xarch_cmd(), "sbom", f"oci:{layout}:{TAG}", "-o", str(sbom_out)]
     # warm the page cache (and Python's bytecode cache) once for both
     timed(sbom_cmd, env)
-    timed([*xarch_cmd(), "copy", f"oci:{layout}:{TAG}", f"oci:{work / 'warm'}:{TAG}"], env)
-    shutil.rmtree(work / "warm")
+    warm = (copy_to or work) / "xarch-bench-warm"
+    timed([*xarch_cmd(), "copy", f"oci:{layout}:{TAG}", f"oci:{warm}:{TAG}"], env)
+    shutil.rmtree(warm)
     t_sbom: list[float] = []
     t_copy: list[float] = []
     for i in range(runs):  # interleaved, so drift (thermal, other load) hits both alike
         t_sbom.append(timed(sbom_cmd, env))
-        dst = work / f"copy{i}"
+        dst = (copy_to or work) / f"xarch-bench-copy{i}"
         t_copy.append(timed([*xarch_cmd(), "copy", f"oci:{layout}:{TAG}", f"oci:{dst}:{TAG}"], env))
         shutil.rmtree(dst)
     doc = json.loads(sbom_out.read_text())
@@ -154,15 +164,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: $TMPDIR)")
+    ap.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    ap.add_argument(
+        "--copy-to",
+        type=Path,
+        default=None,
+        help="where copy writes (default: beside the image); /dev/shm takes the disk out, "
+        "leaving what copy needs to read the image",
+    )
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=a.dir, prefix="xarch-bench-sbom-") as tmp:
         work = Path(tmp)
         layout = work / "layout"
         t = time.perf_counter()
-        nfiles, size = build_image(layout, a.mib, a.layers)
-        print(f"image: {a.layers} layers, {nfiles} files, {size / 1e6:.0f} MB of blobs "
+        nfiles, size = build_image(layout, a.mib, a.layers, compression=a.compression)
+        print(f"image: {a.layers} {a.compression} layers, {nfiles} files, {size / 1e6:.0f} MB of blobs "
               f"(built in {time.perf_counter() - t:.1f}s)")  # fmt: skip
-        t_sbom, t_copy, npkg = measure(layout, work, a.runs)
+        t_sbom, t_copy, npkg = measure(layout, work, a.runs, a.copy_to)
         sbom, copy = statistics.median(t_sbom), statistics.median(t_copy)
         print(f"deb packages in SBOM: {npkg}")
         print(f"xarch sbom  (median of {a.runs}): {sbom:7.2f}s  {[round(x, 2) for x in t_sbom]}")

@@ -231,6 +231,35 @@ def test_clean_name_is_relative_and_normal(parts: list[str]) -> None:
     assert all(comp not in ("", ".", "..") for comp in c.split("/")) or c == ""
 
 
+def _reference_clean(name: str) -> str | None:
+    """What clean_name must return, by the plain component rule (None: must be refused)."""
+    if "\x00" in name:
+        return None
+    out: list[str] = []
+    for comp in name.split("/"):
+        if comp == "..":
+            if not out:
+                return None
+            out.pop()
+        elif comp not in ("", "."):
+            out.append(comp)
+    return "/".join(out)
+
+
+@settings(max_examples=1000)
+@given(name=st.one_of(st.lists(_component, max_size=12).map("/".join),
+                      st.text(alphabet="ab./\x00\n", max_size=14)))  # fmt: skip
+def test_clean_name_fast_path_agrees(name: str) -> None:
+    """clean_name returns already-clean names as they are (a regex fast path): it must agree
+    with the component rule on every input."""
+    want = _reference_clean(name)
+    if want is None:
+        with pytest.raises(UnsafePathError):
+            clean_name(name)
+    else:
+        assert clean_name(name) == want
+
+
 def test_deferred_dir_metadata_not_applied_through_later_symlink(tmp_path: Path) -> None:
     """dir 'd' (mode 0777), dir 'd/passwd', then 'd' replaced by a symlink to the host: the
     deferred chmod of both dirs must not follow it."""

@@ -383,13 +383,17 @@ def decompress_stream(fileobj: BinaryIO, media_type: str | None = None) -> Binar
     ``media_type`` is only a hint: like containerd we trust the bytes, since registries and
     docker-archives in the wild mislabel uncompressed layers as gzip.
     """
-    head = b""
-    while len(head) < 4:
-        more = fileobj.read(4 - len(head))
-        if not more:
-            break
-        head += more
-    raw = cast(BinaryIO, io.BufferedReader(_PrefixedReader(head, fileobj), _CHUNK))
+    peek = getattr(fileobj, "peek", None)
+    head = peek(4)[:4] if callable(peek) else b""
+    if len(head) >= 4:  # sniffed without consuming: no re-attaching layer to copy through
+        raw = fileobj
+    else:
+        while len(head) < 4:
+            more = fileobj.read(4 - len(head))
+            if not more:
+                break
+            head += more
+        raw = cast(BinaryIO, io.BufferedReader(_PrefixedReader(head, fileobj), _CHUNK))
     kind = detect_compression(head)
     if kind == "gzip":
         return cast(BinaryIO, igzip.GzipFile(fileobj=raw, mode="rb"))

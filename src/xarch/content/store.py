@@ -156,9 +156,11 @@ class ContentStore:
         except FileNotFoundError:
             raise NotFoundError(f"blob {_as_digest(digest)} not found in {self.root}") from None
 
-    def open(self, digest: Descriptor | Digest | str) -> IO[bytes]:
+    def open(self, digest: Descriptor | Digest | str, *, buffered: bool = True) -> IO[bytes]:
+        """The blob's file for reading (unverified). ``buffered=False`` gives the raw file, for
+        readers that bring their own buffer."""
         try:
-            return self.path(digest).open("rb")
+            return self.path(digest).open("rb", buffering=-1 if buffered else 0)
         except FileNotFoundError:
             raise NotFoundError(f"blob {_as_digest(digest)} not found in {self.root}") from None
 

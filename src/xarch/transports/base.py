@@ -8,7 +8,7 @@ bytes and chunk streams; sinks never make a blob visible until its size and dige
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
@@ -69,6 +69,16 @@ class SinkFeeder(Protocol):
     byte once, not twice). Anyone else must use ``open_blob``."""
 
     def open_blob_for_sink(self, desc: Descriptor) -> Iterator[bytes]: ...
+
+
+@runtime_checkable
+class BlobFileOpener(Protocol):
+    """Optional source capability: a blob as an open, unbuffered binary file (sources backed by
+    a directory). Lets a streaming reader such as the SBOM walker read straight into its own
+    buffers instead of through chunk iterators. Unverified, like ``open_blob``; the caller
+    closes it."""
+
+    def open_blob_file(self, desc: Descriptor) -> BinaryIO: ...
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from xarch.content.store import REF_NAME, ContentStore
 from xarch.errors import IntegrityError, NotFoundError, UsageError
@@ -93,6 +94,14 @@ class LayoutSource:
         if not self.store.path(desc).is_file():
             raise NotFoundError(f"{self.name}: blob {desc.digest} is missing from the layout")
         return self.store.iter_chunks(desc)
+
+    def open_blob_file(self, desc: Descriptor) -> BinaryIO:
+        try:
+            return cast(BinaryIO, self.store.open(desc, buffered=False))
+        except NotFoundError:
+            raise NotFoundError(
+                f"{self.name}: blob {desc.digest} is missing from the layout"
+            ) from None
 
     def close(self) -> None:
         pass

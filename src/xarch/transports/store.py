@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from xarch.content.store import MAX_MANIFEST_SIZE, REF_NAME, ContentStore, children
 from xarch.errors import InputError, NotFoundError, UsageError
@@ -293,6 +294,14 @@ class StoreSource:
         if not self.store.content.path(desc).is_file():
             raise NotFoundError(f"{self.name}: blob {desc.digest} is missing from the store")
         return self.store.content.iter_chunks(desc)
+
+    def open_blob_file(self, desc: Descriptor) -> BinaryIO:
+        try:
+            return cast(BinaryIO, self.store.content.open(desc, buffered=False))
+        except NotFoundError:
+            raise NotFoundError(
+                f"{self.name}: blob {desc.digest} is missing from the store"
+            ) from None
 
     def close(self) -> None:
         pass

@@ -37,14 +37,32 @@ def _archive(entries: list[tuple[str, bytes, bytes, str, int]], fmt: int) -> byt
     return buf.getvalue()
 
 
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes per read (as a decompressor may), so
+    headers and contents straddle the reader's chunks."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._step if n < 0 else min(n, self._step)
+        out = self._data[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(_entry, max_size=8),
     st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT]),
     st.integers(0, 10),
+    st.one_of(st.none(), st.integers(1, 1100)),
 )
 def test_matches_tarfile(
-    entries: list[tuple[str, bytes, bytes, str, int]], fmt: int, read_every: int
+    entries: list[tuple[str, bytes, bytes, str, int]], fmt: int, read_every: int, step: int | None
 ) -> None:
     try:
         raw = _archive(entries, fmt)
@@ -55,7 +73,7 @@ def test_matches_tarfile(
                  tf.extractfile(m).read() if m.isreg() else b"")  # type: ignore[union-attr]
                 for m in tf]  # fmt: skip
     got = []
-    r = TarReader(io.BytesIO(raw))
+    r = TarReader(io.BytesIO(raw) if step is None else _Trickle(raw, step))  # type: ignore[arg-type]
     for i, m in enumerate(r):
         # read some contents, skip others: both must leave the stream at the next header
         data = r.read_content() if read_every and i % read_every == 0 else None

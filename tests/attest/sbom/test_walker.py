@@ -99,6 +99,23 @@ def test_entries_under_a_symlinked_dir_land_in_its_target() -> None:
     assert "/usr/lib/apk/db/installed" in fs.files
 
 
+def test_parent_lookups_follow_a_directory_replaced_mid_layer() -> None:
+    """Entries after a directory is replaced (by a symlink, then by a file) must land where the
+    new node leads, not in the directory looked up just before."""
+    img = make_image(
+        [
+            [D("d"), F("d/f1", "1"), D("e")],
+            [F("d/f2", "2"), L("d", "e"), F("d/f3", "3"), F("x/a", "a"), F("x", "file"),
+             F("x/b", "b")],
+        ]
+    )  # fmt: skip
+    fs = walk_layers(img, ALL)
+    assert "/e/f3" in fs.files and "/d/f1" not in fs.files and "/d/f2" not in fs.files
+    assert fs.is_symlink("/d") and fs.get("/d/f3") is fs.files["/e/f3"]
+    # "x" became a file and then a directory again for x/b: only x/b survives below it
+    assert "/x/b" in fs.files and "/x/a" not in fs.files
+
+
 def test_hardlink_shares_content_of_requested_target() -> None:
     img = make_image([[F("a/METADATA", "Name: x\n"), H("b/METADATA", "a/METADATA")]])
     fs = walk_layers(img, [FileRequest(("**/METADATA",))])

@@ -10,6 +10,7 @@ header checksums, and hands out member contents as bounded reads from one buffer
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,6 +24,9 @@ MAX_META = 1 << 20  # largest PAX / GNU long-name payload accepted
 REG, LNK, SYM, DIR, OTHER = "0", "1", "2", "5", "?"
 _TYPES = {b"0": REG, b"\x00": REG, b"7": REG, b"1": LNK, b"2": SYM, b"5": DIR}
 _NO_DATA = frozenset({b"1", b"2", b"3", b"4", b"5", b"6"})
+_LINKS = frozenset({b"1", b"2"})
+_ZERO_BLOCK = bytes(BLOCK)
+_ADLER_MOD = 65521
 
 
 class TarFormatError(IntegrityError):
@@ -89,28 +93,30 @@ class TarReader:
         self._pad = 0
 
     # -- buffered primitives ------------------------------------------------------------------
-    def _fill(self, n: int) -> bool:
-        """Ensure n bytes are buffered; False at EOF before that."""
-        have = len(self._buf) - self._pos
-        if have >= n:
-            return True
-        parts = [self._buf[self._pos :]]
-        while have < n:
-            chunk = self._f.read(max(_READ, n - have))
+    # The buffer is the last chunk read from the stream; only bytes that straddle two chunks
+    # are ever joined (a 1 MiB join per chunk would cost more than the tar parsing).
+    def _take(self, n: int, *, eof_ok: bool = False) -> bytes:
+        """The next n bytes (fewer only at end of stream, and only with ``eof_ok``)."""
+        buf, pos = self._buf, self._pos
+        end = pos + n
+        if end <= len(buf):
+            self._pos = end
+            return buf[pos:end]
+        parts = [buf[pos:]]
+        need = end - len(buf)
+        while True:
+            chunk = self._f.read(max(_READ, need))
             if not chunk:
-                self._buf, self._pos = b"".join(parts), 0
-                return False
+                self._buf, self._pos = b"", 0
+                if eof_ok:
+                    return b"".join(parts)
+                raise TarFormatError("unexpected end of tar stream (truncated layer)")
+            if len(chunk) >= need:
+                parts.append(chunk[:need])
+                self._buf, self._pos = chunk, need
+                return b"".join(parts)
             parts.append(chunk)
-            have += len(chunk)
-        self._buf, self._pos = b"".join(parts), 0
-        return True
-
-    def _take(self, n: int) -> bytes:
-        if not self._fill(n):
-            raise TarFormatError("unexpected end of tar stream (truncated layer)")
-        out = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return out
+            need -= len(chunk)
 
     def _skip(self, n: int) -> None:
         have = len(self._buf) - self._pos
@@ -120,9 +126,12 @@ class TarReader:
         n -= have
         self._buf, self._pos = b"", 0
         while n:
-            chunk = self._f.read(min(n, _READ))
+            chunk = self._f.read(_READ)  # whole chunks: the rest becomes the buffer
             if not chunk:
                 raise TarFormatError("unexpected end of tar stream (truncated layer)")
+            if len(chunk) > n:
+                self._buf, self._pos = chunk, n
+                return
             n -= len(chunk)
 
     def read(self, n: int = -1) -> bytes:
@@ -133,8 +142,8 @@ class TarReader:
             return b""
         have = len(self._buf) - self._pos
         if have == 0:
-            self._fill(min(n, _READ))
-            have = len(self._buf) - self._pos
+            self._buf, self._pos = self._f.read(_READ), 0
+            have = len(self._buf)
             if have == 0:
                 raise TarFormatError("unexpected end of tar stream (truncated layer)")
         n = min(n, have)
@@ -156,16 +165,19 @@ class TarReader:
             # finish the previous member: unread content plus padding to the block size
             self._skip(self._remaining + self._pad)
             self._remaining = self._pad = 0
-            if not self._fill(BLOCK):
-                if len(self._buf) - self._pos == 0:
+            hdr = self._take(BLOCK, eof_ok=True)
+            if len(hdr) < BLOCK:
+                if not hdr:
                     return  # EOF without end-of-archive blocks: accepted, like tar(1)
                 raise TarFormatError("unexpected end of tar stream (truncated header)")
-            hdr = self._buf[self._pos : self._pos + BLOCK]
-            self._pos += BLOCK
-            if hdr.count(0) == BLOCK:
+            if hdr == _ZERO_BLOCK:
                 return  # end-of-archive marker
-            chk = _octal(hdr[148:156], "checksum")
-            if chk != sum(hdr) - sum(hdr[148:156]) + 256:
+            chk_field = hdr[148:156]
+            # The checksum is the byte sum with the checksum field read as spaces. adler32's
+            # low half is 1 + that sum mod 65521 (a C loop instead of a Python sum(); the sum is
+            # at most 130560, so the check is exact but for multiples of 65521).
+            want = _octal(chk_field, "checksum") + sum(chk_field) - 256
+            if (want - (zlib.adler32(hdr) & 0xFFFF) + 1) % _ADLER_MOD:
                 raise TarFormatError("tar header checksum mismatch (corrupt layer)")
             typ = hdr[156:157]
             size = _octal(hdr[124:136], "size")
@@ -186,7 +198,7 @@ class TarReader:
                 prefix = _str(hdr[345:500])
                 if prefix:
                     name = f"{prefix}/{name}"
-            linkname = _str(hdr[157:257])
+            linkname = _str(hdr[157:257]) if typ in _LINKS else ""
             if "path" in pending:
                 name = pending["path"]
             if "linkpath" in pending:

@@ -28,7 +28,7 @@ from xarch.oci.digest import Digest, Digester
 from xarch.oci.manifest import Index, Manifest, parse_any
 from xarch.oci.platform import Platform
 from xarch.oci.reference import Reference
-from xarch.transports.base import ImageSource
+from xarch.transports.base import BlobFileOpener, ImageSource
 
 Format = Literal["spdx-json", "cyclonedx-json"]
 FORMATS: tuple[str, ...] = ("spdx-json", "cyclonedx-json")
@@ -94,6 +94,8 @@ class ManifestImageReader:
 
 
 def _open_source_blob(source: ImageSource, desc: Descriptor) -> BinaryIO:
+    if isinstance(source, BlobFileOpener):  # a file: the walker reads into its own buffers
+        return source.open_blob_file(desc)
     return io.BufferedReader(ChunkReader(iter(source.open_blob(desc))), 1 << 20)
 
 

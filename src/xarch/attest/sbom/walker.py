@@ -155,6 +155,12 @@ class _Node:
 class _Tree:
     def __init__(self) -> None:
         self.root = _Node("", _DIR, -1)
+        # The last parent_dir answer: tar entries come grouped by directory, so most lookups
+        # repeat it. Dropped whenever a directory or symlink is replaced or deleted.
+        self._last: tuple[str, _Node] | None = None
+
+    def forget(self) -> None:
+        self._last = None
 
     def resolve(self, path: str, *, follow_last: bool = True) -> _Node | None:
         """Look a path up the way the kernel would inside the image root: symlinks in any
@@ -191,6 +197,9 @@ class _Tree:
         """The directory node ``path`` (root-relative, clean) lives in, created if missing.
         Symlinked parent directories are followed (as containerd's apply does)."""
         parent = path.rpartition("/")[0]
+        last = self._last
+        if last is not None and last[0] == parent:
+            return last[1]
         node = self.root
         walked: list[str] = []
         for comp in parent.split("/") if parent else ():
@@ -206,9 +215,11 @@ class _Tree:
                 child = _Node(f"{node.path}/{comp}" if node.path else comp, _DIR, layer)
                 node.children[comp] = child  # type: ignore[index]
             node = child
+        self._last = (parent, node)
         return node
 
     def delete(self, path: str) -> None:
+        self._last = None
         parent, _, name = path.rpartition("/")
         p = self.resolve(parent, follow_last=True) if parent else self.root
         if p is not None and p.children is not None:
@@ -274,17 +285,26 @@ class _VerifyingReader(io.RawIOBase):
         self._raw = raw
         self._desc = desc
         self._dg = Digester(desc.digest.algorithm)
+        self._readinto: Callable[[bytearray | memoryview], int | None] | None = getattr(
+            raw, "readinto", None
+        )
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(b))
-        if not data:
-            return 0
-        n = len(data)
-        b[:n] = data
-        self._dg.update(data)
+        if self._readinto is not None:  # straight into the caller's buffer: no copy
+            n = self._readinto(b) or 0
+            if not n:
+                return 0
+            self._dg.update(memoryview(b)[:n])
+        else:
+            data = self._raw.read(len(b))
+            if not data:
+                return 0
+            n = len(data)
+            b[:n] = data
+            self._dg.update(data)
         if self._dg.size > self._desc.size:
             raise IntegrityError(
                 f"layer {self._desc.digest}: more data than the {self._desc.size} bytes "
@@ -439,6 +459,7 @@ def _apply(
     idx = scan.index
     notes.extend(scan.notes)
     # Deletions hide lower layers only, so they are applied before this layer's entries.
+    tree.forget()
     for d in scan.opaque:
         n = tree.resolve(d) if d else tree.root
         if n is not None and n.children is not None:
@@ -471,6 +492,8 @@ def _apply(
             and with_history.fullmatch(path)
         ):
             node.history = [*(existing.history or ()), (existing.layer, existing.data)]
+        if existing is not None and existing.kind in (_DIR, _SYMLINK):
+            tree.forget()  # a cached parent may have been (or led through) the replaced node
         parent.children[name] = node
 
 
