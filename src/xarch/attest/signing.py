@@ -137,10 +137,10 @@ def verify(t: Target, key: PublicKey, *, recursive: bool = True,
     As cosign, a signature holds for its digest wherever the image was copied; with
     ``check_identity`` the payload's claimed repository must also be the one verified."""
     out = []
+    ident = t.reference if check_identity else None
     for s in _subjects(t, recursive):
         what = f"{s.digest}" + (f" ({s.platform})" if s.platform else "")
         try:
-            ident = t.reference if check_identity else None
             out.append((s, verify_image(t.store, s.digest, key, docker_reference=ident,
                                         required_annotations=annotations)))
         except VerificationError as e:

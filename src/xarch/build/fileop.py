@@ -166,13 +166,14 @@ class SourceTree:
         self.cache = cache
         # file digests by stat identity: one build hashes each file once, even when several
         # platforms ask at the same moment (a per-file lock makes the others wait)
-        self.digests: dict[tuple[str, int, int, int, int], str] = {}
+        self.digests: dict[tuple[object, ...], str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
     def file_digest(self, path: str) -> str:
         st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        ident = DigestCache._ident(st)
+        key = (path, *ident)
         d = self.digests.get(key)
         if d is not None:
             return d
@@ -188,8 +189,7 @@ class SourceTree:
                     while chunk := f.read(1 << 20):
                         h.update(chunk)
                 d = h.hexdigest()
-                after = os.stat(path)
-                if self.cache is not None and DigestCache._ident(after) == DigestCache._ident(st):
+                if self.cache is not None and DigestCache._ident(os.stat(path)) == ident:
                     self.cache.put(path, st, d)
             self.digests[key] = d
             return d
@@ -458,7 +458,7 @@ def checksum(tree: SourceTree, sources: tuple[str, ...], excludes: tuple[str, ..
                 if stat.S_ISLNK(st.st_mode):
                     h.update(target.encode() + b"\0")
                 elif stat.S_ISREG(st.st_mode):
-                    h.update(_file_digest(tree, target).encode())
+                    h.update(tree.file_digest(target).encode())
     return "sha256:" + h.hexdigest()
 
 
@@ -483,10 +483,6 @@ def _walk(tree: SourceTree, rel: str) -> Iterator[tuple[str, os.stat_result, str
                 yield child_rel, cst, full
             else:
                 yield child_rel, cst, ""
-
-
-def _file_digest(tree: SourceTree, path: str) -> str:
-    return tree.file_digest(path)
 
 
 def mkdir(root: Path, path: str, owner: tuple[int, int] | None, mode: int = 0o755) -> bool:

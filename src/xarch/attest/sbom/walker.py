@@ -156,7 +156,8 @@ class _Tree:
     def __init__(self) -> None:
         self.root = _Node("", _DIR, -1)
         # The last parent_dir answer: tar entries come grouped by directory, so most lookups
-        # repeat it. Dropped whenever a directory or symlink is replaced or deleted.
+        # repeat it. Dropped when paths are deleted (whiteouts, opaque dirs). Replacing an
+        # entry needs nothing: its own parent_dir call just cached its parent, which stays.
         self._last: tuple[str, _Node] | None = None
 
     def forget(self) -> None:
@@ -492,8 +493,6 @@ def _apply(
             and with_history.fullmatch(path)
         ):
             node.history = [*(existing.history or ()), (existing.layer, existing.data)]
-        if existing is not None and existing.kind in (_DIR, _SYMLINK):
-            tree.forget()  # a cached parent may have been (or led through) the replaced node
         parent.children[name] = node
 
 

@@ -151,8 +151,7 @@ def _go_duration(ns: int) -> str:
         out += f"{h}h"
     if h or m:
         out += f"{m}m"
-    frac = f".{rem:09d}".rstrip("0") if rem else ""
-    return sign + out + f"{s}{frac}s"
+    return f"{sign}{out}{_go_frac(s * 1_000_000_000 + rem, 9)}s"
 
 
 def _add_env(env: list[str], k: str, v: str) -> list[str]:
