@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 # bench/copy.py would shadow the stdlib ``copy`` module (tarfile imports it) when this file
-# is run as a script, because the script's directory comes first on sys.path.
+# is run as a script, because the script's directory comes first on sys.path: it goes last
+# (after the standard library, still there for the sibling _image module).
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import io
@@ -34,12 +35,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
+from _image import add_file as _add
+from _image import commit_image, store_layer
+
 from xarch.archive.compress import LayerWriter, decompress_stream
 from xarch.attest.sbom import generate_sboms
 from xarch.attest.sbom.walker import ChunkReader
-from xarch.content.store import REF_NAME, ContentStore
-from xarch.oci import mediatype as mt
-from xarch.oci.config import ImageConfig
+from xarch.content.store import ContentStore
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digester
 from xarch.oci.manifest import Manifest
@@ -54,12 +56,6 @@ def _content(rng: random.Random, size: int, pool: bytes) -> bytes:
         start = rng.randrange(0, len(pool) - size) if size < len(pool) else 0
         return pool[start : start + size]
     return (TEXT * (size // len(TEXT) + 1))[:size]
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mode, ti.mtime = len(data), mode, 0
-    tf.addfile(ti, io.BytesIO(data))
 
 
 def _dpkg_status(n: int) -> bytes:
@@ -105,22 +101,10 @@ def build_image(root: Path, mib: int, layers: int, seed: int = 1) -> Descriptor:
                 _add(tf, f"{d}/f{nfiles}", data, 0o755 if exe else 0o644)
                 written += size
                 nfiles += 1
-        res = w.close()
-        desc = Descriptor(res.media_type, res.blob_digest, res.size)
-        with tmp.open("rb") as f:
-            store.ingest(desc, iter(lambda f=f: f.read(CHUNK), b""))  # type: ignore[misc]
-        tmp.unlink()
+        desc, diff_id = store_layer(store, w, tmp)
         descs.append(desc)
-        diff_ids.append(str(res.diff_id))
-    cfg = ImageConfig.build(
-        {"created": "2024-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
-         "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    )  # fmt: skip
-    store.ingest_bytes(cfg.raw)
-    m = Manifest.build(cfg.descriptor(), descs)
-    store.ingest_bytes(m.raw)
-    top = Descriptor(mt.OCI_MANIFEST, m.digest, len(m.raw), annotations={REF_NAME: "bench"})
-    store.update_index(lambda _old: [top])
+        diff_ids.append(diff_id)
+    top = commit_image(store, descs, diff_ids, "bench")
     print(f"image: {layers} layers, {nfiles} files, {sum(d.size for d in descs) >> 20} MiB "
           f"compressed, ~{mib} MiB uncompressed")  # fmt: skip
     return top

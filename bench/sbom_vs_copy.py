@@ -24,12 +24,12 @@ import os
 import sys
 
 # bench/copy.py (the name the issue gives it) would shadow the standard library's ``copy``
-# when this runs as a script: drop the script's directory from sys.path first.
+# when this runs as a script: the script's directory goes last on sys.path (after the
+# standard library, still there for the sibling _image module).
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
 
 import argparse
-import io
 import json
 import random
 import shutil
@@ -40,21 +40,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _image import add_file as _add
+from _image import commit_image, store_layer
+
 from xarch.archive.compress import LayerWriter
-from xarch.content.store import REF_NAME, ContentStore
-from xarch.oci import mediatype as mt
-from xarch.oci.config import ImageConfig
+from xarch.content.store import ContentStore
 from xarch.oci.descriptor import Descriptor
-from xarch.oci.manifest import Manifest
 
 TAG = "bench"
-CHUNK = 1 << 20
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mode, ti.mtime = len(data), mode, 0
-    tf.addfile(ti, io.BytesIO(data))
 
 
 def dpkg_status(n: int) -> bytes:
@@ -96,22 +89,10 @@ def build_image(
                 _add(tf, f"usr/lib/l{li}/d{nfiles // 256}/f{nfiles}", pool[start : start + size])
                 written += size
                 nfiles += 1
-        res = w.close()
-        desc = Descriptor(res.media_type, res.blob_digest, res.size)
-        with tmp.open("rb") as f:
-            store.ingest(desc, iter(lambda f=f: f.read(CHUNK), b""))  # type: ignore[misc]
-        tmp.unlink()
+        desc, diff_id = store_layer(store, w, tmp)
         descs.append(desc)
-        diff_ids.append(str(res.diff_id))
-    cfg = ImageConfig.build(
-        {"created": "2024-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
-         "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    )  # fmt: skip
-    store.ingest_bytes(cfg.raw)
-    m = Manifest.build(cfg.descriptor(), descs)
-    store.ingest_bytes(m.raw)
-    top = Descriptor(mt.OCI_MANIFEST, m.digest, len(m.raw), annotations={REF_NAME: TAG})
-    store.update_index(lambda _old: [top])
+        diff_ids.append(diff_id)
+    commit_image(store, descs, diff_ids, TAG)
     return nfiles, sum(d.size for d in descs)
 
 
