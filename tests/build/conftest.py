@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from helpers.system import umount_below
 from xarch.archive.apply import apply_layer
 from xarch.archive.compress import decompress_stream
 from xarch.oci.descriptor import Descriptor
@@ -169,17 +170,7 @@ def build_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ["XARCH_HOME"] = old
         # overlay mounts of a crashed step would keep the tmp dir busy
         with contextlib.suppress(OSError):
-            _umount_below(home)
-
-
-def _umount_below(root: Path) -> None:
-    import subprocess
-
-    prefix = str(root.resolve())
-    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-        mp = line.split()[1]
-        if mp.startswith(prefix):
-            subprocess.run(["umount", "-l", mp], check=False)
+            umount_below(home)
 
 
 def make_build_env(home: Path, platforms: tuple[str, ...] = PLATFORMS, *, riscv: bool = True) -> BuildEnv:

@@ -29,6 +29,7 @@ import pytest
 
 from conformance.harness import CORPUS, DEFAULT_PLATFORMS, DockerCli, Harness
 from helpers.registry import registry_available, start_registry
+from helpers.system import umount_below
 
 EPOCH = 1700000000
 
@@ -113,16 +114,8 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        _umount_below(state)
+        umount_below(state)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def _umount_below(root: Path) -> None:
-    prefix = str(root.resolve())
-    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-        mp = line.split()[1]
-        if mp.startswith(prefix):
-            subprocess.run(["umount", "-l", mp], check=False)
 
 
 @pytest.fixture(scope="session")
@@ -190,4 +183,4 @@ def harness(docker_host: str, http_url: str,
         else:
             os.environ["XARCH_HOME"] = old
         with contextlib.suppress(OSError):
-            _umount_below(home)
+            umount_below(home)

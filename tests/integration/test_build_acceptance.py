@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from tests.build.conftest import PLATFORMS, BuildEnv, make_build_env, usable
 from tests.helpers.registry import RunningRegistry, registry_available, start_registry
+from tests.helpers.system import missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +33,6 @@ UNAME = {
     "linux/ppc64le": "ppc64le",
     "linux/s390x": "s390x",
 }
-CI = os.environ.get("CI") == "true"
 
 # A held-back-style multi-stage Dockerfile: a $BUILDPLATFORM stage producing a per-target
 # artefact, a runtime stage whose RUN executes on the target architecture (emulated).
@@ -52,24 +52,18 @@ ENTRYPOINT ["/usr/local/bin/greet"]
 GREET = '#!/bin/sh\necho "$GREETING from @TARGET@ running on $(uname -m), built on $(cat /etc/built-on)"\n'
 
 
-def _missing(what: str) -> None:
-    if CI:
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} not available")
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> BuildEnv:
     why = usable()
     if why:
-        _missing(f"a real build environment ({why})")
+        missing(f"a real build environment ({why})")
     return make_build_env(tmp_path_factory.mktemp("accept-home"), PLATFORMS, riscv=False)
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     if not registry_available():
-        _missing("docker-registry")
+        missing("docker-registry")
     reg = start_registry(tmp_path_factory.mktemp("accept-registry"))
     try:
         yield reg
@@ -103,7 +97,7 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300
 def test_docker_run_every_platform(pushed: str, platform: str) -> None:
     host = os.environ.get("XARCH_TEST_DOCKER_HOST")
     if not host or shutil.which("docker") is None:
-        _missing("a docker daemon (XARCH_TEST_DOCKER_HOST, started by scripts/test.sh)")
+        missing("a docker daemon (XARCH_TEST_DOCKER_HOST, started by scripts/test.sh)")
     denv = dict(os.environ, DOCKER_HOST=str(host))
     base = ["docker", "run", "--rm", "--pull", "always", "--platform", platform, "--network", "host"]
     r = _run([*base, pushed, "uname", "-m"], denv)  # CMD replaced: ENTRYPOINT still runs
@@ -126,7 +120,7 @@ def _podman_base(tmp: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def podman_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if shutil.which("podman") is None:
-        _missing("podman")
+        missing("podman")
     d = Path(tmp_path_factory.mktemp("podman"))
     try:
         yield d
@@ -176,7 +170,7 @@ def test_single_platform_docker_archive_loads(env: BuildEnv, tmp_path: Path) -> 
     """--output type=docker: a single-platform archive `docker load` accepts and runs."""
     host = os.environ.get("XARCH_TEST_DOCKER_HOST")
     if not host or shutil.which("docker") is None:
-        _missing("a docker daemon (XARCH_TEST_DOCKER_HOST, started by scripts/test.sh)")
+        missing("a docker daemon (XARCH_TEST_DOCKER_HOST, started by scripts/test.sh)")
     from xarch.build.api import Output
 
     tag = f"xarch-accept/archive:{uuid.uuid4().hex[:8]}"

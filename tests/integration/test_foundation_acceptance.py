@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from helpers.images import ImageSet, make_image, write_image
 from helpers.registry import RunningRegistry, free_port, registry_available, start_registry
+from helpers.system import Run, missing, need
 from oci.schema_check import assert_valid_oci
 from xarch.oci import mediatype as mt
 from xarch.oci.descriptor import Descriptor
@@ -32,30 +32,6 @@ from xarch.transports.layout import LayoutSink
 pytestmark = pytest.mark.integration
 
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def need(tool: str) -> str:
-    path = (
-        shutil.which(tool) if not tool.startswith("/") else (tool if Path(tool).exists() else None)
-    )
-    if path is None:
-        msg = f"{tool} is not installed"
-        if IN_CI:
-            pytest.fail(f"{msg} (required in CI)")
-        pytest.skip(msg)
-    return path
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.strip()]
 
 
 @dataclass
@@ -123,9 +99,7 @@ def assert_store_consistent(env: Env) -> None:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     if not registry_available():
-        if IN_CI:
-            pytest.fail("docker-registry is not installed (required in CI)")
-        pytest.skip("docker-registry is not installed")
+        missing("docker-registry")
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     try:
         yield reg
@@ -310,9 +284,7 @@ def test_copy_chain_keeps_digests_and_docker_loads(env: Env, registry: RunningRe
 
     docker_host = os.environ.get("XARCH_TEST_DOCKER_HOST")
     if not docker_host:
-        if IN_CI:
-            pytest.fail("XARCH_TEST_DOCKER_HOST is not set in CI: dockerd did not start")
-        pytest.skip("no dockerd (XARCH_TEST_DOCKER_HOST unset): docker load not checked")
+        missing("a docker daemon (XARCH_TEST_DOCKER_HOST, started by scripts/test.sh)")
     denv = {**os.environ, "DOCKER_HOST": docker_host}
     out = sh(need("docker"), "load", "-i", str(archive), env=denv)
     assert "chain/app:arm64" in out

@@ -33,6 +33,7 @@ import pytest
 
 from attest.sbom._schemas import cyclonedx_validator, errors, spdx_validator
 from helpers.registry import RunningRegistry, registry_available, start_registry
+from helpers.system import Run, missing, need, umount_below
 from xarch.oci import mediatype as mt
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.manifest import canonical_json
@@ -41,7 +42,6 @@ from xarch.transports.remote.options import RegistryOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 EPOCH = "1700000000"
 DEBIAN = "test/debian:bookworm"
 BUSYBOX = "test/busybox:bookworm"
@@ -65,32 +65,7 @@ RUN uname -m > /etc/built-on
 """
 
 
-def _missing(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} not available")
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        _missing(tool)
-    assert path is not None
-    return path
-
-
 # -- running xarch -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.strip()]
 
 
 @dataclass(frozen=True)
@@ -151,11 +126,11 @@ def platform_str(p: dict[str, Any]) -> str:
 def xarch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Xarch]:
     """A module XARCH_HOME holding the Debian and busybox bases (bootstrapped once)."""
     if os.geteuid() != 0:
-        _missing("root (bootstrap and RUN need it)")
+        missing("root (bootstrap and RUN need it)")
     for tool in ("mmdebstrap", "skopeo"):
         need(tool)
     if shutil.which("runc") is None and shutil.which("crun") is None:
-        _missing("an OCI runtime (runc/crun)")
+        missing("an OCI runtime (runc/crun)")
     tmp = tmp_path_factory.mktemp("sc-accept")
     x = Xarch(tmp / "home", tmp)
     x("bootstrap", "debian", "--variant", "minbase", "--platform", ",".join(DEBIAN_PLATFORMS),
@@ -166,21 +141,13 @@ def xarch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Xarch]:
     try:
         yield x
     finally:
-        _umount_below(tmp)
-
-
-def _umount_below(root: Path) -> None:
-    prefix = str(root.resolve())
-    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-        mp = line.split()[1]
-        if mp.startswith(prefix):
-            subprocess.run(["umount", "-l", mp], check=False)
+        umount_below(tmp)
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     if not registry_available():
-        _missing("docker-registry")
+        missing("docker-registry")
     reg = start_registry(tmp_path_factory.mktemp("sc-registry"))
     try:
         yield reg
