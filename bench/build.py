@@ -630,8 +630,8 @@ def raw_limits(data_dir: Path, work: Path) -> dict[str, tuple[float, float]]:
 
 def api_build(ctx: Path, platforms: Sequence[str], tag: str, base: str, *, no_cache: bool = False,
               on_event: Callable[[object], None] | None = None) -> object:
-    from xarch.build.api import BuildOptions, build
-    from xarch.build.bootstrap import parse_platforms
+    from xarch.builder.api import BuildOptions, build
+    from xarch.builder.bootstrap import parse_platforms
     from xarch.transports.remote.options import RegistryOptions
     from xarch.transports.store import LocalStore, xarch_home
 

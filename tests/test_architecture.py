@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "exporter": {"oci", "image", "content", "archive", "transports"},
     "solver": {"oci", "image", "content", "archive", "transports", "graph", "snapshot", "executor", "exporter"},
     # build orchestrates everything below it, attestations included
-    "build": {"oci", "image", "content", "archive", "transports", "graph", "frontend", "snapshot",
+    "builder": {"oci", "image", "content", "archive", "transports", "graph", "frontend", "snapshot",
               "executor", "exporter", "solver", "attest"},
     "attest": {"oci", "image", "content", "archive", "transports"},
     "release": {"oci", "image", "content", "archive", "transports", "attest"},

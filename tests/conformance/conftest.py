@@ -140,7 +140,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def harness(docker_host: str, http_url: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    from xarch.build.bootstrap import BootstrapOptions, bootstrap
+    from xarch.builder.bootstrap import BootstrapOptions, bootstrap
     from xarch.oci.platform import Platform
     from xarch.transports.copy import copy_image
     from xarch.transports.remote.options import RegistryOptions

@@ -215,7 +215,7 @@ class Harness:
     # -- xarch ---------------------------------------------------------------------------
 
     def _xarch(self, case: Case, ctx: Path) -> dict[str, ImageView]:
-        from xarch.build.api import BuildOptions, Secret, build
+        from xarch.builder.api import BuildOptions, Secret, build
 
         df = self.work / "dockerfiles" / case.name / "xarch" / "Dockerfile"
         df.parent.mkdir(parents=True, exist_ok=True)

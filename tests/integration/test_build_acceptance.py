@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.build.conftest import PLATFORMS, BuildEnv, make_build_env, usable
+from tests.builder.conftest import PLATFORMS, BuildEnv, make_build_env, usable
 from tests.helpers.registry import RunningRegistry, registry_available, start_registry
 from tests.helpers.system import missing
 
@@ -171,7 +171,7 @@ def test_single_platform_docker_archive_loads(env: BuildEnv, tmp_path: Path) -> 
     host = os.environ.get("XARCH_TEST_DOCKER_HOST")
     if not host or shutil.which("docker") is None:
         missing("a docker daemon (XARCH_TEST_DOCKER_HOST, started by scripts/test.sh)")
-    from xarch.build.api import Output
+    from xarch.builder.api import Output
 
     tag = f"xarch-accept/archive:{uuid.uuid4().hex[:8]}"
     dest = tmp_path / "img.tar"

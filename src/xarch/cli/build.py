@@ -1,4 +1,4 @@
-"""``xarch build``, ``bootstrap``, ``run`` and ``test``: thin wrappers over xarch.build."""
+"""``xarch build``, ``bootstrap``, ``run`` and ``test``: thin wrappers over xarch.builder."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from xarch.cli.main import GlobalOptions
 from xarch.errors import UsageError
 
 if TYPE_CHECKING:
-    from xarch.build.api import BuildEvent
+    from xarch.builder.api import BuildEvent
     from xarch.oci.platform import Platform
 
 
@@ -49,7 +49,7 @@ def _csv_attrs(s: str) -> dict[str, str]:
 
 
 def _platforms(values: tuple[str, ...]) -> tuple[Platform, ...]:
-    from xarch.build.bootstrap import parse_platforms
+    from xarch.builder.bootstrap import parse_platforms
 
     return parse_platforms(values)
 
@@ -129,8 +129,8 @@ def build_cmd(g: GlobalOptions, context: Path, dockerfile: Path | None, platform
               provenance: str | None, attest_style: str, sign: bool, key_path: str | None,
               password_env: str | None) -> None:
     """Build CONTEXT's Dockerfile for every --platform at once, daemonless."""
-    from xarch.build.api import BuildOptions, Output, Secret, build, write_metadata
-    from xarch.build.attestations import AttestOptions
+    from xarch.builder.api import BuildOptions, Output, Secret, build, write_metadata
+    from xarch.builder.attestations import AttestOptions
     from xarch.transports.remote.options import RegistryOptions
     from xarch.transports.store import LocalStore
 
@@ -204,7 +204,7 @@ def bootstrap_cmd(g: GlobalOptions, distro: str, suite: str, variant: str, inclu
                   platforms: tuple[str, ...], mirror: str, busybox_links: bool, tag: str,
                   source_date_epoch: int | None) -> None:
     """Build a reproducible Debian base image for every --platform with mmdebstrap."""
-    from xarch.build.bootstrap import BootstrapOptions, bootstrap
+    from xarch.builder.bootstrap import BootstrapOptions, bootstrap
     from xarch.transports.store import LocalStore
 
     store = LocalStore.default()
@@ -230,7 +230,7 @@ def bootstrap_cmd(g: GlobalOptions, distro: str, suite: str, variant: str, inclu
 def run_cmd(platform: str | None, entrypoint: str | None, env: tuple[str, ...], network: str,
             insecure: bool, image: str, command: tuple[str, ...]) -> None:
     """Run IMAGE (store name, registry ref, oci:DIR…) in the OCI runtime, emulated if needed."""
-    from xarch.build.run import ensure_local, run_image
+    from xarch.builder.run import ensure_local, run_image
     from xarch.oci.platform import Platform
     from xarch.transports.remote.options import RegistryOptions
     from xarch.transports.store import LocalStore
@@ -262,7 +262,7 @@ def test_cmd(image: str, cmd: str | None, expect: str | None, expect_machine: bo
     from rich.console import Console
     from rich.table import Table
 
-    from xarch.build.run import check_image, ensure_local
+    from xarch.builder.run import check_image, ensure_local
     from xarch.transports.remote.options import RegistryOptions
     from xarch.transports.store import LocalStore
 

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.build.conftest import BuildEnv
+from tests.builder.conftest import BuildEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/f \\
 def test_secret_visible_in_run_absent_from_layers_and_history(
     benv: BuildEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xarch.build.api import Secret
+    from xarch.builder.api import Secret
 
     value = f"s3cr3t-{uuid.uuid4().hex}"
     env_value = f"envs3cr3t-{uuid.uuid4().hex}"
@@ -158,7 +158,7 @@ RUN --mount=target=/c ls -a /c | sort | tr '\\n' ' ' > /seen
 
 
 def test_bind_from_context_content_is_in_the_cache_key(benv: BuildEnv, tmp_path: Path) -> None:
-    from tests.build.conftest import write_context
+    from tests.builder.conftest import write_context
 
     df = f"FROM {benv.base}\nRUN --mount=type=bind,source=data.txt,target=/d cat /d > /out-{uuid.uuid4().hex}\n"
     ctx = write_context(tmp_path / "ctx", df, {"data.txt": "one"})

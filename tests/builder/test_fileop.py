@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xarch.build.fileop import CopySpec, SourceTree, checksum, copy, mkdir
+from xarch.builder.fileop import CopySpec, SourceTree, checksum, copy, mkdir
 from xarch.errors import InputError, NotFoundError
 from xarch.frontend.dockerfile.dockerignore import PatternMatcher
 
@@ -164,7 +164,7 @@ def test_digest_cache_survives_builds_and_notices_changes(
 ) -> None:
     import time as _time
 
-    from xarch.build import fileop
+    from xarch.builder import fileop
 
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -200,7 +200,7 @@ def test_digest_cache_survives_builds_and_notices_changes(
 
 
 def test_digest_cache_racy_files_and_damaged_cache(tmp_path: Path) -> None:
-    from xarch.build import fileop
+    from xarch.builder import fileop
 
     ctx = tmp_path / "ctx"
     ctx.mkdir()

@@ -67,7 +67,7 @@ class BuildEnv:
         on_event: Callable[[Any], None] | None = None,
         **opts: Any,
     ) -> Any:
-        from xarch.build.api import BuildOptions, build
+        from xarch.builder.api import BuildOptions, build
 
         ctx = context or write_context(tmp / f"ctx-{uuid.uuid4().hex[:8]}", dockerfile, files or {})
         self.events = []
@@ -175,7 +175,7 @@ def build_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def make_build_env(home: Path, platforms: tuple[str, ...] = PLATFORMS, *, riscv: bool = True) -> BuildEnv:
     """Bootstrap the busybox base(s) into ``home``/store and return the BuildEnv (needs root)."""
-    from xarch.build.bootstrap import BootstrapOptions, bootstrap
+    from xarch.builder.bootstrap import BootstrapOptions, bootstrap
 
     store = LocalStore(home / "store")
     store.content.init()

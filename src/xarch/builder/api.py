@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from xarch.archive.apply import apply_layer
-from xarch.build.attestations import (
+from xarch.builder.attestations import (
     AttestOptions,
     BuildFacts,
     attest_in_store,
     publish_referrers,
     sign_published,
 )
-from xarch.build.worker import BuildWorker, WorkerOptions
+from xarch.builder.worker import BuildWorker, WorkerOptions
 from xarch.errors import InputError, NetworkError, NotFoundError, UsageError, XarchError
 from xarch.executor.emulation import EmulationStatus
 from xarch.executor.runtime import RuntimeInfo, RuntimeProber
@@ -317,7 +317,7 @@ def build(
             )
 
     # -- solve
-    home = store.root.parent / "build"
+    home = store.root.parent / "builder"
     ignore_patterns = load_dockerignore(context, dockerfile.name if opts.dockerfile else None)
     ignore = PatternMatcher(ignore_patterns) if ignore_patterns else None
     prober = runtime_prober or RuntimeProber()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from xarch.build.fileop import CopySpec, SourceTree, _parents_rel, copy
-from xarch.build.worker import _last_lines, prune_copied_up_dirs
+from xarch.builder.fileop import CopySpec, SourceTree, _parents_rel, copy
+from xarch.builder.worker import _last_lines, prune_copied_up_dirs
 
 
 def _dir(p: Path, mtime: int = 1000) -> Path:
@@ -92,7 +92,7 @@ def test_layer_dir_creation_is_locked_across_processes(tmp_path: Path) -> None:
     import sys
     import time
 
-    from xarch.build.worker import BuildWorker, WorkerOptions
+    from xarch.builder.worker import BuildWorker, WorkerOptions
     from xarch.content.store import ContentStore
     from xarch.oci.digest import Digest
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from xarch.archive.tarwriter import entries_from_tree
-from xarch.build.layers import store_layer
+from xarch.builder.layers import store_layer
 from xarch.content.store import ContentStore
 from xarch.errors import InputError, RuntimeFailure, UsageError
 from xarch.exporter.image import ExportResult, PlatformImage, export

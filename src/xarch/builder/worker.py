@@ -31,9 +31,9 @@ from xarch.archive.diff import diff_overlay_upper, diff_trees
 from xarch.archive.entry import TarEntry
 from xarch.archive.tarwriter import read_xattrs
 from xarch.archive.whiteout import is_overlay_opaque, is_overlay_whiteout
-from xarch.build import fileop
-from xarch.build.layers import store_layer
-from xarch.build.users import resolve_chown, resolve_user
+from xarch.builder import fileop
+from xarch.builder.layers import store_layer
+from xarch.builder.users import resolve_chown, resolve_user
 from xarch.content.store import ContentStore
 from xarch.errors import (
     InputError,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.build.conftest import BuildEnv
+from tests.builder.conftest import BuildEnv
 
 from xarch.errors import NotFoundError, XarchError
 
@@ -107,7 +107,7 @@ def test_platform_without_emulation_simulated(benv: BuildEnv, tmp_path: Path,
 
 
 def test_missing_secret_file(benv: BuildEnv, tmp_path: Path) -> None:
-    from xarch.build.api import Secret
+    from xarch.builder.api import Secret
 
     missing = tmp_path / "no-such-secret"
     msg = _fails(benv, tmp_path, f"FROM {benv.base}\nRUN --mount=type=secret,id=tok true\n",

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.build.conftest import PLATFORMS, BuildEnv
+from tests.builder.conftest import PLATFORMS, BuildEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.build.conftest import BuildEnv, write_context
+from tests.builder.conftest import BuildEnv, write_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,7 +124,7 @@ ENV A=1
 _BUILD_SCRIPT = """
 import sys
 from pathlib import Path
-from xarch.build.api import BuildOptions, build
+from xarch.builder.api import BuildOptions, build
 from xarch.oci.platform import Platform
 from xarch.transports.store import LocalStore
 store = LocalStore(Path(sys.argv[1]))

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xarch.build.users import resolve_user
-from xarch.build.worker import BuildWorker, WorkerOptions
+from xarch.builder.users import resolve_user
+from xarch.builder.worker import BuildWorker, WorkerOptions
 from xarch.errors import NotFoundError, UsageError
 from xarch.executor import mounts as xmounts
 from xarch.executor.emulation import EmulationStatus
@@ -126,7 +126,7 @@ def run_image(
     if not argv:
         raise UsageError(f"{ref.name} ({p}) has no entrypoint or cmd; give a command")
     layers = tuple(LayerRef(d, diff) for d, diff in zip(man.layers, cfg.diff_ids, strict=True))
-    home = store.root.parent / "build"
+    home = store.root.parent / "builder"
     runtime = (prober or RuntimeProber()).detect()
     worker = BuildWorker(store.content, home, lambda: runtime, WorkerOptions(context_dir=Path("/")))
     out = bytearray()

@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tests.build.conftest import BuildEnv, write_context
+from tests.builder.conftest import BuildEnv, write_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -150,7 +150,7 @@ def test_identical_layers_built_concurrently(benv: BuildEnv, tmp_path: Path) -> 
 COPY data/ /data/
 RUN ls /data | wc -l > /count
 """
-    from tests.build.conftest import PLATFORMS
+    from tests.builder.conftest import PLATFORMS
 
     r = benv.build(tmp_path, df, files, platforms=PLATFORMS, jobs=8)
     diff_ids = {cfg["rootfs"]["diff_ids"][1] for _m, cfg, _raw in benv.manifests(r.root).values()}

@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tests.build.conftest import BuildEnv
+from tests.builder.conftest import BuildEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
