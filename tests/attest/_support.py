@@ -3,50 +3,49 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from helpers.vectors import available, location, vectors
 from xarch.errors import IntegrityError, NotFoundError
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 
-
-def cosign_dir() -> Path:
-    """Conformance vectors for cosign (resolved at collection time for parametrisation)."""
-    env = os.environ.get("XARCH_CONFORMANCE_DIR")
-    root = (
-        Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
-    )
-    return (root / "cosign").resolve()
+FIXTURES = "cosign/fixtures"
+FIXTURES_JSON = f"{FIXTURES}/fixtures.json"
 
 
 def fixtures_dir() -> Path:
-    d = cosign_dir() / "fixtures"
-    if not d.is_dir():
-        pytest.skip(f"cosign conformance vectors not found at {d} (set XARCH_CONFORMANCE_DIR)")
-    return d
+    return vectors(FIXTURES)
 
 
 @cache
-def _fixtures_json() -> dict[str, Any]:
-    p = cosign_dir() / "fixtures" / "fixtures.json"
-    if not p.is_file():
-        return {}
-    doc: dict[str, Any] = json.loads(p.read_text())
+def _fixtures_json(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 
 
+def _section(doc: dict[str, Any], prefix: str) -> Any:
+    # fixtures.json keys carry long comments after the name
+    (value,) = [v for k, v in doc.items() if k.startswith(prefix)]
+    return value
+
+
 def fixture_section(prefix: str) -> Any:
-    """The fixtures.json entry whose key starts with ``prefix`` (keys carry long comments)."""
-    for k, v in _fixtures_json().items():
-        if k.startswith(prefix):
-            return v
-    return []
+    """The fixtures.json entry whose key starts with ``prefix``, read in a test: without the
+    vectors the test skips (fails in CI); an unknown prefix is an error, never an empty value."""
+    return _section(_fixtures_json(vectors(FIXTURES_JSON)), prefix)
+
+
+def fixture_cases(prefix: str) -> list[Any]:
+    """The same for parametrising at collection time: empty without the vectors, for
+    ``helpers.vectors.parametrize(FIXTURES_JSON, ...)`` to turn into a skip (or a CI failure)."""
+    if not available(FIXTURES_JSON):
+        return []
+    cases: list[Any] = _section(_fixtures_json(location(FIXTURES_JSON)), prefix)
+    return cases
 
 
 def read_fixture(name: str) -> bytes:

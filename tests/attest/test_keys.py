@@ -16,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.secret import SecretBox
 
-from attest._support import fixture_section, read_fixture
+from attest._support import FIXTURES_JSON, fixture_cases, read_fixture
+from helpers import vectors
 from xarch.attest import keys as K
 from xarch.errors import AuthError, InputError, UsageError
 
-ENCRYPTED = [e for e in fixture_section("encrypted_keys") if e.get("password") == "hello"]
-IMPORTS = fixture_section("TestImportPrivateKey")
+ENCRYPTED = [e for e in fixture_cases("encrypted_keys") if e.get("password") == "hello"]
+IMPORTS = fixture_cases("TestImportPrivateKey")
 
 
 def _independent_decrypt(pem: bytes, password: bytes) -> bytes:
@@ -46,14 +47,14 @@ def _independent_decrypt(pem: bytes, password: bytes) -> bytes:
 # --- the encrypted key vectors --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("entry", ENCRYPTED, ids=lambda e: e["file"])
+@vectors.parametrize(FIXTURES_JSON, "entry", ENCRYPTED, ids=lambda e: e["file"])
 def test_vector_decrypts_with_right_password(entry: dict[str, Any]) -> None:
     der = K.decrypt_private_key(read_fixture(entry["file"]), b"hello")
     assert len(der) == entry["plaintext_len"]
     assert hashlib.sha256(der).hexdigest() == entry["plaintext_der_sha256"]
 
 
-@pytest.mark.parametrize("entry", ENCRYPTED, ids=lambda e: e["file"])
+@vectors.parametrize(FIXTURES_JSON, "entry", ENCRYPTED, ids=lambda e: e["file"])
 def test_vector_rejects_wrong_password(entry: dict[str, Any]) -> None:
     with pytest.raises(K.KeyPasswordError, match="wrong password or corrupted key") as ei:
         K.decrypt_private_key(read_fixture(entry["file"]), b"hellO")
@@ -61,7 +62,7 @@ def test_vector_rejects_wrong_password(entry: dict[str, Any]) -> None:
     assert "\n" not in str(ei.value)
 
 
-@pytest.mark.parametrize("entry", ENCRYPTED, ids=lambda e: e["file"])
+@vectors.parametrize(FIXTURES_JSON, "entry", ENCRYPTED, ids=lambda e: e["file"])
 def test_vector_load_private_key_matches_cosign(entry: dict[str, Any]) -> None:
     pem = read_fixture(entry["file"])
     if entry["cosign_LoadPrivateKey"] == "ok":
@@ -73,7 +74,7 @@ def test_vector_load_private_key_matches_cosign(entry: dict[str, Any]) -> None:
             K.load_private_key(pem, b"hello")
 
 
-@pytest.mark.parametrize("entry", ENCRYPTED, ids=lambda e: e["file"])
+@vectors.parametrize(FIXTURES_JSON, "entry", ENCRYPTED, ids=lambda e: e["file"])
 def test_vector_reencrypts_byte_identically(entry: dict[str, Any]) -> None:
     """Same salt and nonce give the same file: envelope JSON and PEM layout are Go's."""
     pem = read_fixture(entry["file"])
@@ -249,7 +250,7 @@ def test_load_public_key_errors() -> None:
 # --- import ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("row", IMPORTS, ids=lambda r: r["file"])
+@vectors.parametrize(FIXTURES_JSON, "row", IMPORTS, ids=lambda r: r["file"])
 def test_import_key_pair_table(row: dict[str, Any]) -> None:
     data = read_fixture(row["file"])
     password = row["ImportKeyPair_password"].encode()

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attest._support import fixture_section
+from attest._support import FIXTURES_JSON, fixture_cases
+from helpers import vectors
 from xarch.attest.payload import (
     COSIGN_SIGNATURE_TYPE,
     CosignPayload,
@@ -25,12 +26,12 @@ from xarch.attest.payload import (
 from xarch.errors import InputError, UsageError
 from xarch.oci import Digest, Reference
 
-MARSHAL = fixture_section("simple_signing_payload_marshal")
-UNMARSHAL_ERRORS = fixture_section("simple_signing_payload_unmarshal_errors")
+MARSHAL = fixture_cases("simple_signing_payload_marshal")
+UNMARSHAL_ERRORS = fixture_cases("simple_signing_payload_unmarshal_errors")
 D = Digest("sha256:" + "d34db33f" * 8)
 
 
-@pytest.mark.parametrize("case", MARSHAL, ids=lambda c: c["image"].split("@")[0])
+@vectors.parametrize(FIXTURES_JSON, "case", MARSHAL, ids=lambda c: c["image"].split("@")[0])
 def test_marshal_golden(case: dict[str, Any]) -> None:
     ref = Reference.parse(case["image"])
     assert ref.digest is not None
@@ -42,7 +43,7 @@ def test_marshal_golden(case: dict[str, Any]) -> None:
     assert parsed.to_json() == out  # parse -> marshal is the identity on cosign's own bytes
 
 
-@pytest.mark.parametrize("case", UNMARSHAL_ERRORS, ids=lambda c: c["error"][:40])
+@vectors.parametrize(FIXTURES_JSON, "case", UNMARSHAL_ERRORS, ids=lambda c: c["error"][:40])
 def test_unmarshal_error_golden(case: dict[str, str]) -> None:
     with pytest.raises(PayloadError) as ei:
         parse_payload(case["payload"].encode())

@@ -1,24 +1,23 @@
 """Loads opencontainers/image-spec schema test vectors from the shared conformance directory.
 
-Collected at import time (for parametrize ids); empty when the directory is missing, in which
-case ``test_case_counts`` (via the ``conformance_dir`` fixture) skips and reports it.
+Collected at import time (for parametrize ids); empty when the file is missing, so the tests
+parametrize with ``helpers.vectors.parametrize(CASES, ...)``, which skips (fails in CI) then.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.vectors import location
+
+CASES = "oci-schema/testcases/schema_cases.json"
+
 
 def cases_file() -> Path:
-    env = os.environ.get("XARCH_CONFORMANCE_DIR")
-    root = (
-        Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
-    )
-    return (root / "oci-schema" / "testcases" / "schema_cases.json").resolve()
+    return location(CASES)
 
 
 @dataclass(frozen=True)

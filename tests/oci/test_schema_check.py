@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oci._cases import Case, backwards_compat_cases, spec_examples, suite_cases
-from oci.schema_check import OCISchemaError, assert_valid_oci, check_oci, schema_dir
+from helpers import vectors
+from oci._cases import CASES, Case, backwards_compat_cases, spec_examples, suite_cases
+from oci.schema_check import SCHEMAS, OCISchemaError, assert_valid_oci, check_oci, schema_dir
 from xarch.errors import InputError
 from xarch.oci import mediatype as mt
 from xarch.oci.config import ImageConfig, ordered
@@ -26,9 +27,7 @@ SUITE = suite_cases()
 EXAMPLES = spec_examples()
 BC = backwards_compat_cases()
 
-pytestmark = pytest.mark.skipif(
-    not schema_dir().is_dir(), reason=f"OCI schemas not found at {schema_dir()}"
-)
+pytestmark = vectors.needs(SCHEMAS)  # every test here consults the oracle
 
 
 def _oracle_rejects(media_type: str, raw: bytes) -> bool:
@@ -43,17 +42,17 @@ def test_schemas_present(conformance_dir: Path) -> None:
     assert schema_dir() == (conformance_dir / "oci-schema").resolve()
 
 
-@pytest.mark.parametrize("case", SUITE, ids=[c.id for c in SUITE])
+@vectors.parametrize(CASES, "case", SUITE, ids=[c.id for c in SUITE])
 def test_oracle_agrees_with_suite(case: Case) -> None:
     assert _oracle_rejects(case.media_type, case.raw) is case.fail, case.comment
 
 
-@pytest.mark.parametrize("case", EXAMPLES, ids=[c.id for c in EXAMPLES])
+@vectors.parametrize(CASES, "case", EXAMPLES, ids=[c.id for c in EXAMPLES])
 def test_oracle_accepts_spec_examples(case: Case) -> None:
     assert_valid_oci(case.media_type, case.raw)
 
 
-@pytest.mark.parametrize(("cid", "mtype", "raw", "sha", "compat"), BC, ids=[b[0] for b in BC])
+@vectors.parametrize(CASES, ("cid", "mtype", "raw", "sha", "compat"), BC, ids=[b[0] for b in BC])
 def test_oracle_accepts_docker_documents(
     cid: str, mtype: str, raw: bytes, sha: str, compat: dict[str, str]
 ) -> None:

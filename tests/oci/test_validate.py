@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 
-from oci._cases import Case, backwards_compat_cases, convert, spec_examples, suite_cases
+from helpers import vectors
+from oci._cases import CASES, Case, backwards_compat_cases, convert, spec_examples, suite_cases
 from xarch.errors import InputError
 from xarch.oci import mediatype as mt
 from xarch.oci.digest import Digest
@@ -27,8 +27,8 @@ EXAMPLES = spec_examples()
 BC = backwards_compat_cases()
 
 
-def test_case_counts(conformance_dir: Path) -> None:
-    assert (conformance_dir / "oci-schema" / "testcases" / "schema_cases.json").is_file()
+@vectors.needs(CASES)
+def test_case_counts() -> None:
     by_suite: dict[str, int] = {}
     for c in SUITE:
         by_suite[c.id.split("-")[0]] = by_suite.get(c.id.split("-")[0], 0) + 1
@@ -43,7 +43,7 @@ def test_case_counts(conformance_dir: Path) -> None:
     assert len(EXAMPLES) == 13
 
 
-@pytest.mark.parametrize("case", SUITE, ids=[c.id for c in SUITE])
+@vectors.parametrize(CASES, "case", SUITE, ids=[c.id for c in SUITE])
 def test_schema_suite_case(case: Case) -> None:
     if case.fail:
         with pytest.raises(InputError) as ei:
@@ -53,7 +53,7 @@ def test_schema_suite_case(case: Case) -> None:
         validate_document(case.media_type, case.raw)
 
 
-@pytest.mark.parametrize(("cid", "mtype", "raw", "sha", "compat"), BC, ids=[b[0] for b in BC])
+@vectors.parametrize(CASES, ("cid", "mtype", "raw", "sha", "compat"), BC, ids=[b[0] for b in BC])
 def test_backwards_compat(
     cid: str, mtype: str, raw: bytes, sha: str, compat: dict[str, str]
 ) -> None:
@@ -64,7 +64,7 @@ def test_backwards_compat(
     validate_document(mtype, raw)
 
 
-@pytest.mark.parametrize("case", EXAMPLES, ids=[c.id for c in EXAMPLES])
+@vectors.parametrize(CASES, "case", EXAMPLES, ids=[c.id for c in EXAMPLES])
 def test_spec_examples(case: Case) -> None:
     validate_document(case.media_type, case.raw)
 

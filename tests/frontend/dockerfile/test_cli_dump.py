@@ -8,17 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from helpers.vectors import vectors
 
-def _cases(conf: Path) -> list[Path]:
-    return sorted(p for p in (conf / "buildkit-parser" / "testfiles").iterdir() if p.is_dir())
+SUITE = "buildkit-parser"
+
+
+def _cases(suite: Path) -> list[Path]:
+    return sorted(p for p in (suite / "testfiles").iterdir() if p.is_dir())
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "xarch.cli.main", *args], capture_output=True, timeout=60)
 
 
-def test_cli_dump_matches_every_buildkit_result(conformance_dir: Path) -> None:
-    cases = _cases(conformance_dir)
+def test_cli_dump_matches_every_buildkit_result() -> None:
+    cases = _cases(vectors(SUITE))
     assert len(cases) == 33
     failures = []
     for case in cases:
@@ -29,9 +33,9 @@ def test_cli_dump_matches_every_buildkit_result(conformance_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["empty_dockerfile", "only_comments", "env_no_value", "shykes-nested-json"])
-def test_cli_rejects_negative_cases(conformance_dir: Path, name: str) -> None:
+def test_cli_rejects_negative_cases(name: str) -> None:
     r = _run("dockerfile", "parse", "--dump",
-             str(conformance_dir / "buildkit-parser" / "testfiles-negative" / name / "Dockerfile"))
+             str(vectors(SUITE) / "testfiles-negative" / name / "Dockerfile"))
     assert r.returncode == 1
     lines = r.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Dockerfile:"), lines

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import vectors
 from xarch.errors import InputError
 from xarch.frontend.dockerfile.dockerignore import (
     BadPatternError,
@@ -29,18 +30,12 @@ from xarch.frontend.dockerfile.dockerignore import (
 )
 from xarch.frontend.dockerfile.errors import DockerfileError
 
-
-def _conformance_root() -> Path:
-    # Needed at collection time (parametrize), so it mirrors tests/conftest.py::conformance_dir.
-    env = os.environ.get("XARCH_CONFORMANCE_DIR")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[3] / ".." / "shared" / "conformance").resolve()
-
-
-CASES_FILE = _conformance_root() / "patternmatcher" / "cases.json"
-HAVE_VECTORS = CASES_FILE.is_file()
-needs_vectors = pytest.mark.skipif(not HAVE_VECTORS, reason=f"no vectors at {CASES_FILE}")
+# Needed at collection time (parametrize), so read at import; helpers.vectors decides for each
+# test what their absence means.
+PATTERNS = "patternmatcher/cases.json"
+CASES_FILE = vectors.location(PATTERNS)
+HAVE_VECTORS = vectors.available(PATTERNS)
+needs_vectors = vectors.needs(PATTERNS)
 D: Any = json.loads(CASES_FILE.read_text(encoding="utf-8")) if HAVE_VECTORS else None
 
 
@@ -121,16 +116,14 @@ def _single_params() -> list[Any]:
     return out
 
 
-@needs_vectors
-@pytest.mark.parametrize(("case", "fname"), _single_params())
+@vectors.parametrize(PATTERNS, ("case", "fname"), _single_params())
 def test_matches_single_pattern(case: dict[str, Any], fname: str) -> None:
     pm = PatternMatcher([case["pattern"]])
     assert SINGLE_FUNCS[fname](pm, case["path"]) is case["match"]
 
 
-@needs_vectors
-@pytest.mark.parametrize(
-    ("case", "fname"),
+@vectors.parametrize(
+    PATTERNS, ("case", "fname"),
     [pytest.param(c, f, id=f"multi{i}-{f}") for i, c in enumerate(MULTI) for f in MULTI_FUNCS],
 )
 def test_matches_multi_pattern(case: dict[str, Any], fname: str) -> None:
@@ -138,8 +131,7 @@ def test_matches_multi_pattern(case: dict[str, Any], fname: str) -> None:
     assert MULTI_FUNCS[fname](pm, case["path"]) is case["match"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", FP_MATCH, ids=[f"m{i}" for i in range(len(FP_MATCH))])
+@vectors.parametrize(PATTERNS, "case", FP_MATCH, ids=[f"m{i}" for i in range(len(FP_MATCH))])
 def test_match_filepath_match_style(case: dict[str, Any]) -> None:
     if case["error"]:
         with pytest.raises(BadPatternError):
@@ -148,8 +140,7 @@ def test_match_filepath_match_style(case: dict[str, Any]) -> None:
         assert match(case["pattern"], case["path"]) is case["match"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", SIMPLE, ids=[c["name"] for c in SIMPLE])
+@vectors.parametrize(PATTERNS, "case", SIMPLE, ids=[c["name"] for c in SIMPLE])
 def test_package_matches(case: dict[str, Any]) -> None:
     if case.get("error"):
         with pytest.raises(DockerfileError):
@@ -158,8 +149,7 @@ def test_package_matches(case: dict[str, Any]) -> None:
         assert matches(case["path"], case["patterns"]) is case["match"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", CLEAN_NEW, ids=[f"new{i}" for i in range(len(CLEAN_NEW))])
+@vectors.parametrize(PATTERNS, "case", CLEAN_NEW, ids=[f"new{i}" for i in range(len(CLEAN_NEW))])
 def test_clean_patterns_new(case: dict[str, Any]) -> None:
     if case.get("error"):
         with pytest.raises(DockerfileError, match='illegal exclusion pattern: "!"'):
@@ -180,8 +170,7 @@ def test_malformed_pattern_errors_on_every_call() -> None:
             pm.matches("x")
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", COMPILE, ids=[c["pattern"] for c in COMPILE])
+@vectors.parametrize(PATTERNS, "case", COMPILE, ids=[c["pattern"] for c in COMPILE])
 def test_compile_internal(case: dict[str, Any]) -> None:
     cleaned = go_clean(case["pattern"])
     mt, src, rx = _compile(cleaned)
@@ -194,8 +183,7 @@ def test_compile_internal(case: dict[str, Any]) -> None:
     assert src_w == case["regexp_backslash"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", READALL, ids=[f"readall{i}" for i in range(len(READALL))])
+@vectors.parametrize(PATTERNS, "case", READALL, ids=[f"readall{i}" for i in range(len(READALL))])
 def test_ignorefile_read_all(case: dict[str, Any]) -> None:
     data = case["input"] if case["input"] is not None else b""
     assert read_ignore_file(data) == case["expected"]
@@ -213,7 +201,6 @@ def test_buildkit_dockerignore_scenario(tmp_path: Path) -> None:
     assert not kept & set(SCENARIO["absent_after_COPY"])
 
 
-@needs_vectors
 def test_buildkit_dockerignore_invalid(tmp_path: Path) -> None:
     (tmp_path / ".dockerignore").write_text("!\n")
     with pytest.raises(DockerfileError) as exc:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import vectors
 from xarch.frontend.dockerfile.errors import DockerfileError
 from xarch.frontend.dockerfile.instructions import (
     Add,
@@ -738,18 +739,15 @@ def test_multiline_location() -> None:
     assert r.location == (1, 3)
 
 
-def _conformance_testfiles() -> list[Path]:
-    import os
+PARSER_CASES = "buildkit-parser/testfiles"
 
-    env = os.environ.get("XARCH_CONFORMANCE_DIR")
-    root = (
-        Path(env) if env else Path(__file__).resolve().parents[3] / ".." / "shared" / "conformance"
-    )
-    d = root.resolve() / "buildkit-parser" / "testfiles"
+
+def _conformance_testfiles() -> list[Path]:
+    d = vectors.location(PARSER_CASES)
     return sorted(p / "Dockerfile" for p in d.iterdir()) if d.is_dir() else []
 
 
-@pytest.mark.parametrize("path", _conformance_testfiles(), ids=lambda p: p.parent.name)
+@vectors.parametrize(PARSER_CASES, "path", _conformance_testfiles(), ids=lambda p: p.parent.name)
 def test_conformance_testfiles_parse_or_fail_cleanly(path: Path) -> None:
     """Every upstream parser case either types cleanly or fails with a DockerfileError."""
     result = parse(path.read_bytes(), str(path))

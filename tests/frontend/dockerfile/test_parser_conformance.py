@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from helpers.vectors import vectors
 from xarch.frontend.dockerfile._directives import DirectiveParser
 from xarch.frontend.dockerfile._line_parsers import (
     ERR_NOT_STRING_ARRAY,
@@ -42,11 +43,8 @@ NEGATIVE = ["empty_dockerfile", "env_no_value", "only_comments", "shykes-nested-
 
 
 @pytest.fixture(scope="module")
-def suite(conformance_dir: Path) -> Path:
-    path = conformance_dir / SUITE
-    if not path.is_dir():
-        pytest.skip(f"{path} missing")
-    return path
+def suite() -> Path:
+    return vectors(SUITE)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import vectors
 from xarch.errors import InputError
 from xarch.frontend.dockerfile.errors import DockerfileError
 from xarch.frontend.dockerfile.shell import (
@@ -25,20 +26,13 @@ from xarch.frontend.dockerfile.shell import (
     process_words,
 )
 
-
-def _conformance_root() -> Path:
-    # Parametrisation happens at collection time, before fixtures exist, so this mirrors
-    # tests/conftest.py::conformance_dir instead of using it.
-    env = os.environ.get("XARCH_CONFORMANCE_DIR")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[3] / ".." / "shared" / "conformance").resolve()
-
-
-SHELL_DIR = _conformance_root() / "buildkit-shell"
+# Parametrisation happens at collection time, before fixtures exist: the vectors are read then,
+# and helpers.vectors decides for each test what their absence means.
+SHELL = "buildkit-shell"
+SHELL_DIR = vectors.location(SHELL)
 LEXDATA = Path(__file__).resolve().parent / "lexdata"
-HAVE_VECTORS = SHELL_DIR.is_dir()
-needs_vectors = pytest.mark.skipif(not HAVE_VECTORS, reason=f"no vectors at {SHELL_DIR}")
+HAVE_VECTORS = vectors.available(SHELL)
+needs_vectors = vectors.needs(SHELL)
 
 ENVVAR_ENVS = ["PWD=/home", "SHELL=bash", "KOREAN=한국어", "NULL="]
 
@@ -115,9 +109,8 @@ ENV_VAR_LINES = _parse_env_var_test()
 WORDS_LINES = _parse_words_test()
 
 
-@needs_vectors
-@pytest.mark.parametrize(
-    ("no", "platform", "inp", "expected"), ENV_VAR_LINES, ids=[f"L{c[0]}" for c in ENV_VAR_LINES]
+@vectors.parametrize(
+    SHELL, ("no", "platform", "inp", "expected"), ENV_VAR_LINES, ids=[f"L{c[0]}" for c in ENV_VAR_LINES]
 )
 def test_env_var_test_file(no: int, platform: str, inp: str, expected: str) -> None:
     env = envs_from_slice(ENVVAR_ENVS)
@@ -128,9 +121,8 @@ def test_env_var_test_file(no: int, platform: str, inp: str, expected: str) -> N
         assert Lexer("\\").process_word(inp, env) == expected
 
 
-@needs_vectors
-@pytest.mark.parametrize(
-    ("no", "inp", "envs", "expected"), WORDS_LINES, ids=[f"L{c[0]}" for c in WORDS_LINES]
+@vectors.parametrize(
+    SHELL, ("no", "inp", "envs", "expected"), WORDS_LINES, ids=[f"L{c[0]}" for c in WORDS_LINES]
 )
 def test_words_test_file(no: int, inp: str, envs: list[str], expected: list[str]) -> None:
     try:
@@ -146,8 +138,7 @@ ENV_CASES = [c for c in CASES["envVarTest"]["cases"] if c["platform"] != "W"] if
 WORD_CASES = CASES["wordsTest"]["cases"] if CASES else []
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", ENV_CASES, ids=[f"L{c['line']}" for c in ENV_CASES])
+@vectors.parametrize(SHELL, "case", ENV_CASES, ids=[f"L{c['line']}" for c in ENV_CASES])
 def test_cases_json_env_var(case: dict[str, Any]) -> None:
     env = envs_from_slice(CASES["envVarTest"]["envs"])
     if case.get("expect_error"):
@@ -157,8 +148,7 @@ def test_cases_json_env_var(case: dict[str, Any]) -> None:
         assert process_word(case["input"], env) == case["expected"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", WORD_CASES, ids=[f"L{c['line']}" for c in WORD_CASES])
+@vectors.parametrize(SHELL, "case", WORD_CASES, ids=[f"L{c['line']}" for c in WORD_CASES])
 def test_cases_json_words(case: dict[str, Any]) -> None:
     env = envs_from_slice(case["envs"])
     if case.get("expect_error"):
@@ -178,8 +168,7 @@ CONVERT = _lex_table("TestConvertShellPatternToRegex") or {"valid": {}, "invalid
 REVERSE = _lex_table("TestReversePattern") or {}
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", MATCH_CASES, ids=_ids(len(MATCH_CASES), "m"))
+@vectors.parametrize(SHELL, "case", MATCH_CASES, ids=_ids(len(MATCH_CASES), "m"))
 def test_process_with_matches(case: dict[str, Any]) -> None:
     lx = Lexer(LEX["escape_token"])
     if case["expectedErr"]:
@@ -192,15 +181,13 @@ def test_process_with_matches(case: dict[str, Any]) -> None:
     assert unmatched == set(case["unmatched"])
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", PLATFORM["cases"], ids=_ids(len(PLATFORM["cases"]), "p"))
+@vectors.parametrize(SHELL, "case", PLATFORM["cases"], ids=_ids(len(PLATFORM["cases"]), "p"))
 def test_process_with_matches_platform(case: dict[str, Any]) -> None:
     result, _, _ = Lexer("\\").process_word_with_matches(PLATFORM["input"], case["envs"])
     assert result == case["expected"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", MANDATORY, ids=_ids(len(MANDATORY), "r"))
+@vectors.parametrize(SHELL, "case", MANDATORY, ids=_ids(len(MANDATORY), "r"))
 def test_mandatory_env_vars(case: dict[str, Any]) -> None:
     env = envs_from_slice(case["envs"])
     if "error_contains" in case:
@@ -211,8 +198,7 @@ def test_mandatory_env_vars(case: dict[str, Any]) -> None:
         assert process_word(case["input"], env) == case["expected"]
 
 
-@needs_vectors
-@pytest.mark.parametrize("case", GETENV, ids=_ids(len(GETENV), "g"))
+@vectors.parametrize(SHELL, "case", GETENV, ids=_ids(len(GETENV), "g"))
 def test_get_env(case: dict[str, Any]) -> None:
     env = envs_from_slice(case["envs"])
     value, _found = env.lookup(case["get"])
@@ -223,9 +209,8 @@ def test_get_env(case: dict[str, Any]) -> None:
 # Go's regexp String() returns the source text; the converter only emits constructs
 # spelled the same in Python re ("^", ".", ".*", ".*?", "\\" + punctuation), so exact
 # equality of the sources is a valid comparison here (checked semantically below too).
-@needs_vectors
-@pytest.mark.parametrize(
-    ("pattern", "regex"), sorted(CONVERT["valid"].items()), ids=_ids(len(CONVERT["valid"]), "v")
+@vectors.parametrize(
+    SHELL, ("pattern", "regex"), sorted(CONVERT["valid"].items()), ids=_ids(len(CONVERT["valid"]), "v")
 )
 def test_convert_shell_pattern_to_regex(pattern: str, regex: str) -> None:
     rx = _convert_shell_pattern_to_regex(pattern, True, True)
@@ -250,16 +235,14 @@ def _spelled(pattern: str) -> str:
     return "".join(out)
 
 
-@needs_vectors
-@pytest.mark.parametrize("pattern", CONVERT["invalid"], ids=_ids(len(CONVERT["invalid"]), "i"))
+@vectors.parametrize(SHELL, "pattern", CONVERT["invalid"], ids=_ids(len(CONVERT["invalid"]), "i"))
 def test_convert_shell_pattern_to_regex_invalid(pattern: str) -> None:
     with pytest.raises(ValueError, match="invalid escape"):
         _convert_shell_pattern_to_regex(pattern, True, True)
 
 
-@needs_vectors
-@pytest.mark.parametrize(
-    ("pattern", "expected"), sorted(REVERSE.items()), ids=_ids(len(REVERSE), "rev")
+@vectors.parametrize(
+    SHELL, ("pattern", "expected"), sorted(REVERSE.items()), ids=_ids(len(REVERSE), "rev")
 )
 def test_reverse_pattern(pattern: str, expected: str) -> None:
     assert _reverse_pattern(pattern) == expected
