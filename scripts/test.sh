@@ -50,5 +50,8 @@ if [ "${XARCH_TEST_NO_DOCKER:-}" != "1" ] && command -v dockerd >/dev/null 2>&1;
   fi
 fi
 
+# QEMU handlers for foreign-platform RUN steps (Debian leaves them disabled without systemd)
+.venv/bin/xarch setup emulation >/dev/null || echo "xarch: emulation setup failed; emulated tests will fail" >&2
+
 export XARCH_HYPOTHESIS_EXAMPLES="${XARCH_HYPOTHESIS_EXAMPLES:-10000}"
 .venv/bin/python -m pytest "$@"

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from xarch.errors import InputError, IntegrityError, NotFoundError, StoreError, UsageError
+from xarch.image.select import check_manifest_platform, select
 from xarch.oci import mediatype as mt
 from xarch.oci.config import ImageConfig
 from xarch.oci.descriptor import Descriptor
@@ -367,22 +368,7 @@ def inspect(
         doc = parse_any(raw, desc.media_type)
         desc = Descriptor(doc.media_type, desc.digest, desc.size)
         if isinstance(doc, Index) and want is not None:
-            match = next(
-                (
-                    d
-                    for d in doc.manifests
-                    if d.platform is not None
-                    and want.matches(d.platform)
-                    and ANNOTATION_DIGEST not in d.annotations
-                ),
-                None,
-            )
-            if match is None:
-                have = sorted({str(d.platform) for d in doc.manifests if d.platform is not None})
-                raise NotFoundError(
-                    f"{source.name}: no image for platform {want} "
-                    f"(available: {', '.join(have) or 'none'})"
-                )
+            match = select(doc, want, source.name)
             raw = source.fetch_manifest(match)
             desc = match
             doc = parse_any(raw, match.media_type)
@@ -404,9 +390,7 @@ def inspect(
             else:
                 s = _summarize(source, desc, raw)
                 if want is not None and s.platform is not None:
-                    have_p = Platform.parse(s.platform)
-                    if not want.matches(have_p):
-                        raise NotFoundError(f"{source.name}: image is for {s.platform}, not {want}")
+                    check_manifest_platform(Platform.parse(s.platform), want, source.name)
                 images.append(s)
         return InspectResult(
             name=source.name,

@@ -37,7 +37,7 @@ def test_base_image_without_the_platform(benv: BuildEnv, tmp_path: Path) -> None
     msg = _fails(benv, tmp_path, f"FROM {benv.base}\n", platforms=("linux/386",))
     assert "linux/386" in msg
     assert "not in the local store" not in msg  # it is there, only without linux/386
-    assert "no manifest for linux/386" in msg
+    assert "no image for platform linux/386 (available: linux/amd64, linux/arm/v7" in msg
 
 
 def test_failing_run_names_platform_line_exit_code_and_output(benv: BuildEnv, tmp_path: Path) -> None:

@@ -30,8 +30,9 @@ from xarch.builder.attestations import (
     publish_referrers,
     sign_published,
 )
+from xarch.builder.bases import BaseResolver
 from xarch.builder.worker import BuildWorker, WorkerOptions
-from xarch.errors import InputError, NetworkError, NotFoundError, UsageError, XarchError
+from xarch.errors import InputError, NotFoundError, UsageError, XarchError
 from xarch.executor.emulation import EmulationStatus
 from xarch.executor.runtime import RuntimeInfo, RuntimeProber
 from xarch.exporter.image import ExportResult, PlatformImage, export
@@ -42,20 +43,18 @@ from xarch.frontend.dockerfile.stages import parse_stages
 from xarch.frontend.dockerfile.to_graph import (
     Converter,
     ConvertOptions,
-    ResolvedImage,
     StageResult,
 )
 from xarch.graph.ops import ExecOp, Vertex
 from xarch.oci import mediatype as mt
-from xarch.oci.config import ImageConfig
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
-from xarch.oci.manifest import Index, Manifest, parse_any
+from xarch.oci.manifest import Manifest
 from xarch.oci.platform import Platform, host_platform
 from xarch.solver.cache import CacheIndex
 from xarch.solver.solver import SolveEvent, Solver, StepError
 from xarch.transports.copy import CopyEvent, copy_image
-from xarch.transports.resolve import open_sink, open_source, parse_location
+from xarch.transports.resolve import open_sink, parse_location
 from xarch.transports.store import LocalStore, StoreSource, normalize_name
 
 
@@ -113,11 +112,13 @@ class BuildOptions:
     oci_media_types: bool = True
     registry_options: Any = None
     attest: AttestOptions = field(default_factory=AttestOptions)
+    pull: bool = False  # --pull: resolve and fetch every registry base again
 
 
 @dataclass(frozen=True)
 class BuildEvent:
-    """Progress: ``kind`` start|cached|done|error|log|info, ``id`` a stable step number."""
+    """Progress: ``kind`` start|cached|done|error|log|info|warning, ``id`` a stable step number.
+    A ``warning`` is something the user must see even with quiet progress."""
 
     kind: str
     id: int
@@ -155,82 +156,60 @@ def _epoch(opts: BuildOptions) -> int | None:
     return None
 
 
-class _StoreResolver:
-    """Base images: the local store first, else pulled from their registry (once)."""
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
-    def __init__(self, store: LocalStore, platforms: Sequence[Platform], registry_options: Any,
-                 log: Callable[[str], None]) -> None:
-        self.store = store
-        self.platforms = list(platforms)
-        self.registry_options = registry_options
-        self.log = log
-        self._lock = threading.Lock()
 
-    def resolve(self, ref: str, platform: Platform) -> ResolvedImage:
-        with self._lock:
-            name = normalize_name(ref)
-            try:
-                desc = self.store.resolve(name)
-            except NotFoundError:
-                desc = self._pull(ref, name, platform)
-            try:
-                return self._select(name, desc, platform)
-            except NotFoundError as missing:
-                # stored without this platform (an earlier build needed fewer): pull again;
-                # if that is impossible, what the user must know is the missing platform
-                try:
-                    desc = self._pull(ref, name, platform)
-                except XarchError:
-                    raise missing from None
-                return self._select(name, desc, platform)
-
-    def _pull(self, ref: str, name: str, platform: Platform) -> Descriptor:
-        loc = parse_location(ref if "/" in ref.split(":")[0] and "." in ref.split("/")[0] else name,
-                             registry_options=self.registry_options)
-        if loc.transport != "docker":
-            loc = parse_location("docker://" + name, registry_options=self.registry_options)
-        wanted = list(dict.fromkeys([*self.platforms, platform]))
-        self.log(f"pulling {name} for {', '.join(map(str, wanted))}")
-        src = open_source(loc)
-        try:
-            sink = self.store.sink(name)
-            try:
-                copy_image(src, sink, platforms=wanted)
-            finally:
-                sink.close()
-        except NotFoundError as e:
-            raise NotFoundError(
-                f"base image {ref} not found: not in the local store, and the registry says: {e.message}",
-                hint="check the name, or create it locally (e.g. xarch bootstrap)",
-            ) from None
-        except NetworkError as e:
-            raise NotFoundError(
-                f"base image {ref} ({', '.join(map(str, wanted))}) is not in the local store and its "
-                f"registry is unreachable: {e.message}",
-                hint="check the name, or create it locally (e.g. xarch bootstrap)",
-            ) from None
-        finally:
-            src.close()
-        return self.store.resolve(name)
-
-    def _select(self, name: str, desc: Descriptor, platform: Platform) -> ResolvedImage:
-        content = self.store.content
-        raw = content.read_bytes(desc.digest)
-        doc = parse_any(raw, desc.media_type)
-        if isinstance(doc, Index):
-            match = [m for m in doc.manifests if m.platform is not None and platform.matches(m.platform)]
-            if not match:
-                have = ", ".join(str(m.platform) for m in doc.manifests if m.platform) or "none"
-                raise NotFoundError(f"image {name} has no manifest for {platform} (it has: {have})")
-            mdesc = match[0]
-            man = Manifest.parse(content.read_bytes(mdesc.digest), mdesc.media_type)
-            mdigest = mdesc.digest
+def _history_times(history: list[dict[str, Any]], epoch: int | None) -> str | None:
+    """Fill in history times as BuildKit's exporter does, in place; returns the config's
+    ``created``. A new layer's entry carries the time its step's result was made (the cache
+    record's), so a rebuild served from the cache is byte-identical. An entry without a time
+    takes the first new layer's time, or, once a timed entry was passed, that entry's. With
+    SOURCE_DATE_EPOCH no entry is later than it. The image's ``created`` is the last entry's."""
+    first_new: str | None = None
+    missing = False
+    for h in history:
+        if h.get("created"):
+            first_new = h["created"]
+            if missing:
+                break
         else:
-            assert isinstance(doc, Manifest)
-            man, mdigest = doc, desc.digest
-        cfg = ImageConfig.parse(content.read_bytes(man.config.digest))
-        return ResolvedImage(ref=name, manifest_digest=str(mdigest), platform=cfg.platform,
-                             config=json.loads(cfg.raw))
+            missing = True
+    current = first_new
+    missing = False
+    for h in history:
+        if h.get("created"):
+            if missing:
+                current = h["created"]
+        else:
+            missing = True
+            if current is not None:
+                h["created"] = current
+    if epoch is not None:
+        ep = datetime.fromtimestamp(epoch, UTC)
+        ep_s = ep.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for h in history:
+            t = _parse_rfc3339(h.get("created"))
+            if t is None or t > ep:
+                h["created"] = ep_s
+        return ep_s
+    times = [h["created"] for h in history if h.get("created")]
+    return times[-1] if times else None
+
+
+def _parse_rfc3339(s: Any) -> datetime | None:
+    if not isinstance(s, str) or not s:
+        return None
+    try:
+        # Go writes up to nanoseconds; Python reads up to microseconds
+        head, dot, frac = s.partition(".")
+        if dot:
+            digits = "".join(c for c in frac if c.isdigit())
+            s = f"{head}.{digits[:6]}{frac[len(digits):]}"
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _normalize_history(history: list[dict[str, Any]], n_layers: int) -> list[dict[str, Any]]:
@@ -271,6 +250,21 @@ def build(
     on_event: Callable[[BuildEvent], None] | None = None,
     runtime_prober: RuntimeProber | None = None,
 ) -> BuildResult:
+    """Build ``opts`` into ``store`` (and its outputs). The build holds the store's writer
+    lease from its first pulled blob to its last name, so a concurrent prune never collects
+    what it is about to tag."""
+    store.content.init()
+    with store.content.writer_session():
+        return _build(opts, store=store, on_event=on_event, runtime_prober=runtime_prober)
+
+
+def _build(
+    opts: BuildOptions,
+    *,
+    store: LocalStore,
+    on_event: Callable[[BuildEvent], None] | None,
+    runtime_prober: RuntimeProber | None,
+) -> BuildResult:
     t0 = time.monotonic()
     started = datetime.now(UTC)
     emit = on_event or (lambda e: None)
@@ -301,7 +295,8 @@ def build(
     plan = parse_stages(pr, build_args=dict(opts.build_args), target_platform=platforms[0],
                         build_platform=host, target=opts.target, filename=dockerfile.name)
     _check_emulation(plan, platforms, host)
-    resolver = _StoreResolver(store, (*platforms, host), opts.registry_options, info)
+    resolver = BaseResolver(store, registry_options=opts.registry_options, pull=opts.pull,
+                            info=info, warn=lambda msg: emit(BuildEvent("warning", 0, msg)))
     conv = Converter(plan, resolver, ConvertOptions(source_date_epoch=epoch, labels=dict(opts.labels),
                                                     network=opts.network))
     stages: dict[Platform, StageResult] = {p: conv.convert(p) for p in platforms}
@@ -350,7 +345,8 @@ def build(
     solver = Solver(worker, cache, no_cache=opts.no_cache, jobs=opts.jobs, on_event=on_solve)
     failures: dict[Platform, XarchError] = {}
     try:
-        with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(platforms))
+        try:
             futs = {p: pool.submit(solver.solve, r.vertex) for p, r in stages.items()}
             results = {}
             for p, f in futs.items():
@@ -358,6 +354,16 @@ def build(
                     results[p] = f.result()
                 except XarchError as e:
                     failures[p] = e
+        except BaseException as e:
+            # Ctrl-C, a signal (the CLI's Interrupted), anything: start no new step, kill the
+            # running ones and give them a moment to unmount and clean up after themselves
+            # (a `with` pool would wait for every step to finish on its own)
+            solver.cancel()
+            worker.cancel(e)
+            pool.shutdown(wait=False, cancel_futures=True)
+            worker.wait_idle()
+            raise
+        pool.shutdown()
     finally:
         worker.close()
     if failures:
@@ -365,8 +371,6 @@ def build(
 
     # -- export: images into the store content, then names and outputs
     images: list[PlatformImage] = []
-    created = (datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC))
-    created_s = created.strftime("%Y-%m-%dT%H:%M:%SZ") if epoch is not None else created.isoformat().replace("+00:00", "Z")
     for p in platforms:
         st, res = stages[p], results[p]
         history = []
@@ -378,10 +382,15 @@ def build(
                     entry["empty_layer"] = True
                 else:
                     entry.pop("empty_layer", None)
-            entry.setdefault("created", created_s)
+                if "created" not in entry and produced is not None and produced.created is not None:
+                    entry["created"] = _rfc3339(produced.created)
             history.append(entry)
+        created_s = _history_times(history, epoch)
         cfg = dict(st.config)
-        cfg["created"] = created_s
+        if created_s is not None:
+            cfg["created"] = created_s
+        else:
+            cfg.pop("created", None)
         cfg["history"] = _normalize_history(history, len(res.layers))
         images.append(PlatformImage(
             platform=st.platform if str(st.platform) == str(p) else p,

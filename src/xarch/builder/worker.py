@@ -4,6 +4,12 @@ Layers are extracted once per store into ``layers/<diffid>`` in overlayfs form (
 0/0 char devices, opaque dirs by xattr) and stacked as lowerdirs; a RUN or COPY writes into a
 fresh upper dir whose contents *are* the new layer. After a step the upper dir is adopted as
 the extracted form of the layer it produced, so the next step stacks it without re-extracting.
+
+Each worker holds a :class:`Lease` on ``owners/<id>`` for its step dirs, downloads and the
+runtime's state (``owners/<id>/rt/<runtime>``, passed as ``--root``); its snapshots and secret
+dirs carry the same id. :meth:`BuildWorker.cancel` kills the running containers and starts no
+new work; :meth:`BuildWorker.close` gives everything back. What a killed process (kill -9)
+left, whose lease lock nobody holds any more, the next worker in that home cleans up.
 """
 
 from __future__ import annotations
@@ -45,7 +51,14 @@ from xarch.errors import (
     XarchError,
 )
 from xarch.executor import mounts as xmounts
-from xarch.executor.runtime import ContainerExitError, RuntimeInfo
+from xarch.executor.runtime import (
+    Cancelled,
+    ContainerExitError,
+    Containers,
+    RuntimeInfo,
+    note_stopped,
+    remove_containers,
+)
 from xarch.executor.runtime import run as run_container
 from xarch.executor.spec import NetworkMode, runtime_spec
 from xarch.frontend.dockerfile.dockerignore import PatternMatcher
@@ -55,10 +68,13 @@ from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 from xarch.oci.manifest import Manifest
 from xarch.oci.platform import Platform
-from xarch.snapshot.overlay import Snapshotter
+from xarch.snapshot.overlay import Snapshotter, mounts_below, unmount_below
 from xarch.solver.solver import LayerRef, Result
 
 _COMPLETE = ".xarch-complete"
+# How long a cancelled build waits for its steps to unwind (stopped containers return at
+# once; an uninterruptible copy or extraction may not) before it stops waiting.
+CANCEL_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,123 @@ class WorkerOptions:
     host_network_ok: bool = True
 
 
+class Lease:
+    """A worker's claim on its state under ``owners/``: an flock on ``<id>.lock`` held for as
+    long as the worker lives, and the directory ``<id>/``.
+
+    The kernel drops the lock when the process dies, however it dies (kill -9 included): a
+    lock anybody can take belongs to a dead owner whose leftovers may go; a held one is never
+    touched. The lock is taken before its name is visible, so nobody sees a live one free.
+    """
+
+    def __init__(self, owners: Path) -> None:
+        owners.mkdir(parents=True, exist_ok=True)
+        self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.lock_path = owners / f"{self.id}.lock"
+        self.dir = owners / self.id
+        new = owners / f".{self.id}.lock.new"
+        # O_CLOEXEC: a runtime child holding the lock would keep a dead owner looking alive
+        fd = os.open(new, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.replace(new, self.lock_path)
+            self.dir.mkdir()
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
+
+    def runtime_root(self, runtime_name: str) -> Path:
+        """The ``--root`` for the runtime's container state: one per lease and runtime."""
+        return self.dir / "rt" / runtime_name
+
+    def release(self, snapshots: Snapshotter) -> bool:
+        """Stop and remove everything the lease holds, then drop it; True when all went
+        (otherwise the lock file stays for the next worker to retry)."""
+        if self._fd is None:
+            return True
+        try:
+            clean = clean_owner(self.dir.parent, self.id, snapshots)
+            if clean:
+                self.lock_path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        return clean
+
+
+def _claim(lock_path: Path) -> int | None:
+    """A descriptor holding ``lock_path``'s lock when its owner is dead, else None."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino != os.stat(lock_path).st_ino:
+            raise FileNotFoundError(lock_path)  # cleaned and replaced while we opened it
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def clean_owner(owners: Path, owner: str, snapshots: Snapshotter) -> bool:
+    """Kill and delete ``owner``'s containers, unmount and remove its snapshots, secrets and
+    directory. Only for a dead owner, or one's own lease. True when nothing is left."""
+    d = owners / owner
+    clean = True
+    rt = d / "rt"
+    if rt.is_dir():
+        for root in sorted(p for p in rt.iterdir() if p.is_dir()):
+            path = shutil.which(root.name)
+            if path is None:
+                clean = False  # its containers can only be stopped with their runtime
+                continue
+            remove_containers(RuntimeInfo(root.name, path, ""), root)
+            if any(root.iterdir()):
+                clean = False
+    snapshots.remove_owned(owner)
+    xmounts.remove_owned_secrets(owner)
+    if clean and d.exists():
+        with contextlib.suppress(XarchError):
+            unmount_below(d)
+        if mounts_below(d):
+            return False
+        shutil.rmtree(d, ignore_errors=True)
+        clean = not d.exists()
+    return clean
+
+
+def recover_leftovers(owners: Path, snapshots: Snapshotter) -> list[str]:
+    """Clean up after every dead owner under ``owners`` (a build or run that was killed):
+    running containers, mounted snapshots, step dirs. Returns the owner ids cleaned."""
+    cleaned: list[str] = []
+    for lock in sorted(owners.glob("*.lock")):
+        fd = _claim(lock)
+        if fd is None:
+            continue
+        try:
+            owner = lock.name[: -len(".lock")]
+            if clean_owner(owners, owner, snapshots):
+                lock.unlink(missing_ok=True)
+                cleaned.append(owner)
+        finally:
+            os.close(fd)
+    for new in owners.glob(".*.lock.new"):  # died before publishing its lock
+        with contextlib.suppress(OSError):
+            # a young one may belong to a lease being taken right now, not locked yet
+            if time.time() - new.stat().st_mtime > 60 and (fd := _claim(new)) is not None:
+                new.unlink(missing_ok=True)
+                os.close(fd)
+    # A live owner's lock exists before its first snapshot: without one, the owner is gone
+    # (its release could not unmount everything at the time).
+    for owner in sorted(snapshots.owners()):
+        if not (owners / f"{owner}.lock").exists() and snapshots.remove_owned(owner):
+            cleaned.append(owner)
+    return cleaned
+
+
 class BuildWorker:
     def __init__(
         self,
@@ -94,12 +227,21 @@ class BuildWorker:
         self._runtime = runtime
         self.layers_dir = home / "layers"
         self.layers_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = home / "tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshots = Snapshotter(home / "snapshots")
+        # our own lease first: from then on no other worker mistakes our state for leftovers
+        self.lease = Lease(home / "owners")
+        self.tmp_dir = self.lease.dir / "tmp"
+        self.tmp_dir.mkdir()
+        self.snapshots = Snapshotter(home / "snapshots", owner=self.lease.id)
+        self.recovered = recover_leftovers(home / "owners", self.snapshots)
+        self.containers = Containers()
+        # runs at close() or, if never closed, when the worker goes (or the interpreter exits)
+        self._release = weakref.finalize(self, self.lease.release, self.snapshots)
         self.caches = xmounts.CacheStore(home / "cache-mounts")
         self._extract_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = 0
+        self._closed = False
         # one timestamp for the directories COPY creates, shared by every platform of the build
         epoch = options.source_date_epoch
         self._created_mtime = epoch if epoch is not None else int(time.time())
@@ -112,9 +254,56 @@ class BuildWorker:
         self._cache_locks: dict[str, threading.Lock] = {}
 
     def close(self) -> None:
-        """Keep what this build learned that outlives it (context file digests)."""
+        """Keep what this build learned that outlives it (context file digests) and give the
+        lease back: containers, snapshots and step dirs go. While a cancelled build's steps
+        are still unwinding, the last of them does that."""
         if self._tree.cache is not None:
             self._tree.cache.save()
+        with self._idle:
+            self._closed = True
+            idle = self._inflight == 0
+        if idle:
+            self._release()
+
+    def state_root(self, runtime: RuntimeInfo) -> Path:
+        return self.lease.runtime_root(runtime.name)
+
+    def cancel(self, cause: BaseException | None = None) -> int:
+        """Kill every running container and start no new work; returns how many steps were
+        running (counted on ``cause`` when that is the CLI's Interrupted)."""
+        n = self.containers.cancel()
+        note_stopped(cause, "step", n)
+        return n
+
+    def wait_idle(self, timeout: float = CANCEL_GRACE) -> bool:
+        """Wait until no step uses the worker's state; False when ``timeout`` passed first."""
+        end = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """Work in flight on the worker's state (snapshots, step dirs): none starts once
+        cancelled, and a closed worker's lease goes when the last one ends."""
+        with self._idle:
+            if self.containers.cancelled:
+                raise Cancelled("not starting new work: the build was cancelled")
+            self._inflight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                last = self._inflight == 0
+                if last:
+                    self._idle.notify_all()
+            if last and self._closed:
+                self._release()
 
     # -- sources -------------------------------------------------------------------------
 
@@ -158,7 +347,7 @@ class BuildWorker:
         d = self.layers_dir / layer.diff_id.hex
         if (d / _COMPLETE).exists() or (self.layers_dir / f"{layer.diff_id.hex}.complete").exists():
             return d
-        with self._layer_lock(layer.diff_id.hex):
+        with self._busy(), self._layer_lock(layer.diff_id.hex):
             marker = self.layers_dir / f"{layer.diff_id.hex}.complete"
             if marker.exists():
                 return d
@@ -207,21 +396,22 @@ class BuildWorker:
     @contextlib.contextmanager
     def _rootfs(self, layers: Sequence[LayerRef], *, label: str) -> Iterator[tuple[str, Path]]:
         """An active snapshot over ``layers``: yields (key, merged path); removed on exit."""
-        key = f"{label}-{uuid.uuid4().hex}"
-        lowers = self._lowers(layers)
-        self.snapshots.prepare(key, lowers)
-        with self._lock:
-            self._snap_lowers[key] = lowers
-        try:
-            merged = self.snapshots.mount(key)
-            yield key, merged
-        finally:
+        with self._busy():
+            key = f"{label}-{uuid.uuid4().hex}"
+            lowers = self._lowers(layers)
+            self.snapshots.prepare(key, lowers)
             with self._lock:
-                self._snap_lowers.pop(key, None)
-            with contextlib.suppress(XarchError):
-                self.snapshots.unmount(key)
-            with contextlib.suppress(XarchError):
-                self.snapshots.remove(key)
+                self._snap_lowers[key] = lowers
+            try:
+                merged = self.snapshots.mount(key)
+                yield key, merged
+            finally:
+                with self._lock:
+                    self._snap_lowers.pop(key, None)
+                with contextlib.suppress(XarchError):
+                    self.snapshots.unmount(key)
+                with contextlib.suppress(XarchError):
+                    self.snapshots.remove(key)
 
     def _commit_layer(self, key: str) -> LayerRef | None:
         """Diff the snapshot, store the layer blob; None when nothing changed."""
@@ -302,7 +492,7 @@ class BuildWorker:
 
             try:
                 run_container(spec, step_dir / "bundle", runtime=runtime, stdout_cb=on_output,
-                              state_root=self.home / "runtime-state")
+                              state_root=self.state_root(runtime), containers=self.containers)
             except ContainerExitError as e:
                 if buf:
                     log(buf.decode(errors="replace"))
@@ -374,7 +564,7 @@ class BuildWorker:
                 return []
             if not m.target:
                 return []  # env= only: run_exec puts it in the process environment
-            store = stack.enter_context(xmounts.SecretStore())
+            store = stack.enter_context(xmounts.SecretStore(owner=self.lease.id))
             store.add(m.secret_id, data, uid=m.uid or 0, gid=m.gid or 0, mode=m.mode if m.mode is not None else 0o400)
             return [store.mount(m.secret_id, m.target)]
         if m.type == "ssh":
@@ -471,7 +661,7 @@ class BuildWorker:
         """Download ``url`` once per build (into the worker's tmp dir), verifying ``checksum``."""
         with self._lock:
             lock = self._fetch_locks.setdefault(url, threading.Lock())
-        with lock:
+        with self._busy(), lock:
             got = self._downloads.get(url)
             if got is None:
                 with self._lock:

@@ -63,6 +63,10 @@ class _Printer:
         self.started: set[int] = set()
 
     def __call__(self, e: BuildEvent) -> None:
+        if e.kind == "warning" and self.mode != "json":
+            with self.lock:
+                click.echo(e.name if e.name.startswith("warning") else f"warning: {e.name}", err=True)
+            return
         if self.mode == "quiet":
             return
         with self.lock:
@@ -98,6 +102,8 @@ class _Printer:
 @click.option("--build-arg", "build_args", multiple=True, help="Build-time variable KEY=VALUE.")
 @click.option("--target", help="Build this stage.")
 @click.option("--no-cache", is_flag=True, help="Do not use the cache.")
+@click.option("--pull", is_flag=True,
+              help="Always resolve and fetch registry base images again (ignore the pull cache).")
 @click.option("--secret", "secrets", multiple=True, help="id=ID,src=FILE or id=ID,env=VAR.")
 @click.option("--label", "labels", multiple=True, help="Image label KEY=VALUE.")
 @click.option("--annotation", "annotations", multiple=True, help="Manifest/index annotation KEY=VALUE.")
@@ -123,7 +129,7 @@ class _Printer:
 @click.pass_obj
 def build_cmd(g: GlobalOptions, context: Path, dockerfile: Path | None, platforms: tuple[str, ...],
               tags: tuple[str, ...], build_args: tuple[str, ...], target: str | None, no_cache: bool,
-              secrets: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...],
+              pull: bool, secrets: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...],
               network: str, jobs: int, outputs: tuple[str, ...], push: bool,
               metadata_file: Path | None, iidfile: Path | None, insecure: bool, sbom: str | None,
               provenance: str | None, attest_style: str, sign: bool, key_path: str | None,
@@ -172,6 +178,7 @@ def build_cmd(g: GlobalOptions, context: Path, dockerfile: Path | None, platform
         secrets=tuple(sec), labels=_kv(labels, "--label"), annotations=_kv(annotations, "--annotation"),
         network=network, jobs=jobs, outputs=tuple(outs), push=push, compression=compression,
         oci_media_types=oci, registry_options=RegistryOptions(insecure=insecure), attest=attest,
+        pull=pull,
     )
     t0 = time.monotonic()
     res = build(opts, store=LocalStore.default(), on_event=_Printer(g.progress))
@@ -253,7 +260,8 @@ def run_cmd(platform: str | None, entrypoint: str | None, env: tuple[str, ...], 
 @click.argument("image")
 @click.option("--cmd", help="Shell command to run (default: the image's entrypoint/cmd).")
 @click.option("--expect", help="Regex the output must match on every platform.")
-@click.option("--expect-machine", is_flag=True, help="Output must name the platform's `uname -m`.")
+@click.option("--expect-machine/--no-expect-machine", default=True, show_default=True,
+              help="Fail a platform whose `uname -m` is not that platform's machine.")
 @click.option("--platform", "platforms", multiple=True, help="Only these platforms.")
 @click.option("--insecure", is_flag=True)
 def test_cmd(image: str, cmd: str | None, expect: str | None, expect_machine: bool,

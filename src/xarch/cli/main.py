@@ -4,18 +4,37 @@ Every command turns flags into explicit option objects, calls one library functi
 renders the result. Errors raised on purpose are ``XarchError``: one line on stderr and the
 error's exit code (1, or 2 for usage). Anything else is a bug: a short line, and the
 traceback only with ``--debug``.
+
+SIGINT, SIGTERM and SIGHUP raise the library's ``Interrupted`` in the main thread, once: on
+its way out every ``finally`` runs (a build cancels its solver and kills its containers,
+snapshots are unmounted, step dirs removed), then one line on stderr and exit 128+N.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 import click
 
 from xarch import __version__
 from xarch.errors import XarchError
+from xarch.executor.runtime import Interrupted
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Cleaning up after an interrupt takes a fraction of a second. Should something hang, exit
+# anyway: the next build, run or test in that XARCH_HOME removes what is left.
+HARD_EXIT_AFTER = 1.8
+# How long the exit waits for a cancelled build's own threads to end.
+STRAGGLER_WAIT = 0.3
 
 
 @dataclass(frozen=True)
@@ -50,8 +69,90 @@ def _register() -> None:
             cli.add_command(command)
 
 
+class _Interrupts:
+    """While installed, the first SIGINT/SIGTERM/SIGHUP raises ``Interrupted`` in the main
+    thread; later ones are ignored so they cannot cut the cleanup short, and a watchdog exits
+    after ``hard_exit_after`` seconds should the cleanup hang. A signal this process inherited
+    as ignored (nohup, a non-interactive shell's background job) stays ignored."""
+
+    def __init__(self, hard_exit_after: float = HARD_EXIT_AFTER) -> None:
+        self.hard_exit_after = hard_exit_after
+        self.signum: int | None = None
+        self._saved: dict[int, Any] = {}
+        self._watchdog: threading.Timer | None = None
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set from the main thread
+        for sig in _SIGNALS:
+            prev = signal.getsignal(sig)
+            if prev is signal.SIG_IGN:
+                continue
+            self._saved[sig] = prev
+            signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, prev in self._saved.items():
+            signal.signal(sig, prev)
+        self._saved.clear()
+        self.disarm()
+
+    def disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        self._watchdog = threading.Timer(self.hard_exit_after, self._force_exit, args=(signum,))
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        raise Interrupted(signum)
+
+    def _force_exit(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        with contextlib.suppress(OSError):
+            os.write(2, f"xarch: interrupted ({name}): cleanup did not finish within "
+                        f"{self.hard_exit_after:g}s; the next build/run/test removes the "
+                        "rest\n".encode())
+        os._exit(128 + signum)
+
+
+def _exit_interrupted(e: Interrupted, debug: bool, guard: _Interrupts,
+                      before: set[threading.Thread]) -> None:
+    if debug:
+        traceback.print_exception(e)
+    click.echo(f"xarch: {e}", err=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    # A cancelled build's step that cannot be stopped (an uninterruptible copy) must not hold
+    # the exit; interpreter shutdown would join it. What it leaves, the next start cleans.
+    end = time.monotonic() + STRAGGLER_WAIT
+    for t in set(threading.enumerate()) - before:
+        if not t.daemon and t is not threading.current_thread():
+            t.join(max(0.0, end - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in set(threading.enumerate()) - before):
+        os._exit(e.exit_code)
+    guard.disarm()
+    sys.exit(e.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    before = set(threading.enumerate())
+    guard = _Interrupts()
+    with guard:
+        try:
+            _main(argv, debug)
+        except Interrupted as e:  # also when it lands in one of _main's except clauses
+            _exit_interrupted(e, debug, guard, before)
+
+
+def _main(argv: list[str] | None, debug: bool) -> None:
     try:
         _register()
         rv = cli.main(args=argv, prog_name="xarch", standalone_mode=False)

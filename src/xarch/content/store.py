@@ -38,6 +38,9 @@ CHUNK = 1 << 20
 MAX_MANIFEST_SIZE = 4 << 20
 OCI_LAYOUT_CONTENT = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
+# A root whose children are present only in part (the pull cache fetches only the platforms a
+# build needs): verify reports what is corrupt below it, not what was never fetched.
+PARTIAL = "io.xarch.partial"
 # Stale temp files (a writer crashed) older than this are removed by prune.
 STALE_INGEST_SECONDS = 24 * 3600
 
@@ -401,7 +404,8 @@ class ContentStore:
         seen: set[Digest] = set()
         for root in roots:
             label = root.annotations.get(REF_NAME, str(root.digest))
-            self._verify_tree(root, label, present, seen, problems)
+            partial = root.annotations.get(PARTIAL) == "true"
+            self._verify_tree(root, label, present, seen, problems, partial=partial)
         return problems
 
     def _verify_tree(
@@ -411,9 +415,15 @@ class ContentStore:
         present: dict[Digest, int],
         seen: set[Digest],
         problems: list[str],
+        *,
+        partial: bool = False,
+        depth: int = 0,
     ) -> None:
         if desc.digest not in present:
-            problems.append(f"{label}: {desc.media_type} {desc.digest} is missing")
+            # below a partial root, a manifest never fetched is fine; a missing blob of a
+            # manifest that is present is not
+            if not (partial and depth == 1):
+                problems.append(f"{label}: {desc.media_type} {desc.digest} is missing")
             return
         if present[desc.digest] != desc.size:
             problems.append(
@@ -431,7 +441,8 @@ class ContentStore:
             problems.append(f"{label}: cannot parse {desc.media_type} {desc.digest}: {e}")
             return
         for child in children(doc):
-            self._verify_tree(child, label, present, seen, problems)
+            self._verify_tree(child, label, present, seen, problems, partial=partial,
+                              depth=depth + 1)
 
 
 def children(doc: Manifest | Index) -> list[Descriptor]:

@@ -243,18 +243,24 @@ def _fs_type(path: Path) -> str:
     return fstype
 
 
+def _secret_bases() -> list[Path]:
+    return [Path("/dev/shm"), Path(os.environ.get("XDG_RUNTIME_DIR", "/run"))]
+
+
 class SecretStore:
     """Secret files in a private tmpfs-backed directory (never on disk, never in a snapshot).
 
-    Use as a context manager; everything is removed on exit.
+    Use as a context manager; everything is removed on exit. ``owner`` (a build's lease id)
+    goes into the directory's name, so :func:`remove_owned_secrets` can remove what a killed
+    build left behind.
     """
 
-    def __init__(self, base: Path | None = None, *, require_tmpfs: bool = True) -> None:
-        candidates = (
-            [base]
-            if base is not None
-            else [Path("/dev/shm"), Path(os.environ.get("XDG_RUNTIME_DIR", "/run"))]
-        )
+    def __init__(
+        self, base: Path | None = None, *, require_tmpfs: bool = True, owner: str | None = None
+    ) -> None:
+        if owner is not None and not _SAFE_ID.fullmatch(owner):
+            raise UsageError(f"invalid secret store owner {owner!r}")
+        candidates = [base] if base is not None else _secret_bases()
         chosen: Path | None = None
         for c in candidates:
             if (
@@ -269,7 +275,8 @@ class SecretStore:
                 "no tmpfs directory for build secrets",
                 hint="mount a tmpfs at /dev/shm or pass a tmpfs-backed directory",
             )
-        self.dir = Path(tempfile.mkdtemp(prefix="xarch-secrets-", dir=chosen))
+        prefix = f"xarch-secrets-{owner}-" if owner else "xarch-secrets-"
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=chosen))
         os.chmod(self.dir, 0o700)
 
     def add(
@@ -301,6 +308,19 @@ class SecretStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def remove_owned_secrets(owner: str, bases: Sequence[Path] | None = None) -> list[Path]:
+    """Remove the secret directories ``owner``'s SecretStores left (a killed build's)."""
+    if not _SAFE_ID.fullmatch(owner):
+        raise UsageError(f"invalid secret store owner {owner!r}")
+    removed: list[Path] = []
+    for base in bases if bases is not None else _secret_bases():
+        with contextlib.suppress(OSError):
+            for d in base.glob(f"xarch-secrets-{owner}-*"):
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+    return removed
 
 
 # --------------------------------------------------------------------------- /etc files

@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xarch.errors import RuntimeFailure, UsageError
+from xarch.errors import RuntimeFailure, UsageError, XarchError
 
 DEFAULT_PREFERENCE: tuple[str, ...] = ("crun", "runc")
 _TAIL_LINES = 20
@@ -51,6 +52,50 @@ class ContainerExitError(RuntimeFailure):
 
 class ContainerTimeout(RuntimeFailure):
     """The step did not finish within its timeout and was killed."""
+
+
+class Cancelled(XarchError):
+    """The build (or run) was cancelled: a step was stopped, or refused to start."""
+
+    exit_code = 130
+
+
+class Interrupted(BaseException):
+    """A signal asked xarch to stop; the CLI's handler raises it in the main thread.
+
+    Deliberately a ``BaseException`` like ``KeyboardInterrupt`` (it is no error): no ``except
+    Exception`` or ``except XarchError`` on the way out swallows it, and every ``finally``
+    runs, so containers are stopped and mounts undone. Whoever stops something on its
+    behalf counts it in ``stopped`` (kind -> count) for the one line the CLI prints.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.stopped: collections.Counter[str] = collections.Counter()
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process killed by the signal
+
+    def __str__(self) -> str:
+        done = ", ".join(
+            f"{n} running {kind}{'' if n == 1 else 's'}" for kind, n in sorted(self.stopped.items())
+        )
+        return f"interrupted ({self.signal_name})" + (f": stopped {done}" if done else "")
+
+
+def note_stopped(exc: BaseException | None, kind: str, n: int = 1) -> None:
+    """Count ``n`` stopped ``kind``s (``step``, ``container``) on ``exc`` if it is an Interrupted."""
+    if isinstance(exc, Interrupted) and n:
+        exc.stopped[kind] += n
 
 
 @dataclass(frozen=True)
@@ -139,6 +184,7 @@ def _delete(runtime: RuntimeInfo, state_root: Path | None, cid: str) -> None:
             stderr=subprocess.DEVNULL,
             timeout=30,
             check=False,
+            start_new_session=True,  # a second Ctrl-C at the terminal must not cut cleanup short
         )
 
 
@@ -149,9 +195,116 @@ def _kill(runtime: RuntimeInfo, state_root: Path | None, cid: str) -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            timeout=30,
+            timeout=10,
             check=False,
+            start_new_session=True,
         )
+
+
+_POLL = 0.1  # how often a waiting run() looks at its registry's cancel flag
+_REKILL = 0.25
+
+
+def _stop(proc: subprocess.Popen[bytes], kill: Callable[[], None], *, budget: float) -> None:
+    """Kill the container until its runtime process returns: a kill that comes before the
+    runtime has created the container finds nothing, so it is repeated. Last resort after
+    ``budget`` seconds: kill the runtime process itself (``delete -f`` then takes the rest)."""
+    end = time.monotonic() + budget
+    while True:
+        kill()
+        try:
+            proc.wait(timeout=_REKILL)
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= end:
+                break
+    proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    deadline: float | None,
+    containers: Containers | None,
+    kill: Callable[[], None],
+) -> int | None:
+    """The runtime's exit code; None once ``deadline`` passed. After ``containers`` is
+    cancelled, the container is killed again every so often until the runtime returns (the
+    registry's own kill may have come before the container existed)."""
+    last_kill = float("-inf")
+    while True:
+        step = None if containers is None else _POLL
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            step = left if step is None else min(step, left)
+        try:
+            return proc.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            pass
+        if containers is not None and containers.cancelled:
+            now = time.monotonic()
+            if now - last_kill >= _REKILL:
+                kill()
+                last_kill = now
+
+
+class Containers:
+    """The containers one build (or one ``xarch run``) has started, so a cancel stops them all.
+
+    :func:`run` registers a container before it starts it and forgets it once deleted.
+    :meth:`cancel` kills every live one with ``<runtime> kill ID KILL`` (a RUN under QEMU is a
+    container whose process is qemu: stopped the same way; the pid namespace takes every
+    child along) and from then on :func:`run` refuses to start any. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, tuple[RuntimeInfo, Path | None]] = {}
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def live(self) -> list[str]:
+        with self._lock:
+            return sorted(self._live)
+
+    def add(self, cid: str, runtime: RuntimeInfo, state_root: Path | None) -> None:
+        with self._lock:
+            if self._cancelled.is_set():
+                raise Cancelled(f"not starting container {cid}: cancelled")
+            self._live[cid] = (runtime, state_root)
+
+    def discard(self, cid: str) -> None:
+        with self._lock:
+            self._live.pop(cid, None)
+
+    def cancel(self) -> int:
+        """Refuse new containers and kill the running ones; returns how many were running."""
+        with self._lock:
+            self._cancelled.set()
+            live = list(self._live.items())
+        for cid, (runtime, state_root) in live:
+            _kill(runtime, state_root, cid)
+        return len(live)
+
+
+def remove_containers(runtime: RuntimeInfo, state_root: Path) -> list[str]:
+    """Kill and delete every container whose state lives in ``state_root`` (what a process
+    that died still had running); returns the ids found. Both runc and crun keep one
+    directory per container id there."""
+    try:
+        ids = sorted(p.name for p in state_root.iterdir() if p.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for cid in ids:
+        _kill(runtime, state_root, cid)
+        _delete(runtime, state_root, cid)
+    return ids
 
 
 def _looks_like_runtime_error(runtime_name: str, tail: str) -> bool:
@@ -211,12 +364,16 @@ def run(
     timeout: float | None = None,
     state_root: Path | None = None,
     container_id: str | None = None,
+    containers: Containers | None = None,
 ) -> RunResult:
     """Run ``spec`` in ``bundle_dir`` with ``runtime`` until the process exits.
 
     stdout and stderr are merged and streamed to ``stdout_cb`` chunk by chunk. The container's
-    state is always deleted, also on errors and timeouts. A non-zero exit raises
-    :class:`ContainerExitError` carrying the exit code and the last lines of output.
+    state is always deleted, also on errors, timeouts and interrupts (a ``BaseException``
+    while waiting kills the container first). A non-zero exit raises
+    :class:`ContainerExitError` carrying the exit code and the last lines of output. With
+    ``containers``, the container is registered there while it lives; once that registry is
+    cancelled the container is killed and :class:`Cancelled` raised.
     """
     if spec.get("process", {}).get("terminal"):
         raise UsageError(
@@ -252,6 +409,12 @@ def run(
                 except BaseException as e:  # keep draining: a full pipe would hang the step
                     cb_errors.append(e)
 
+    if containers is not None:
+        containers.add(cid, runtime, state_root)
+
+    def kill() -> None:
+        _kill(runtime, state_root, cid)
+
     start = time.monotonic()
     try:
         try:
@@ -274,14 +437,14 @@ def run(
             writer = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
             writer.start()
         try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(runtime, state_root, cid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            code = _wait(proc, None if timeout is None else start + timeout, containers, kill)
+        except BaseException as e:
+            # Interrupted while waiting (Ctrl-C, a signal): the container must not outlive us.
+            _stop(proc, kill, budget=1.0)
+            note_stopped(e, "container")
+            raise
+        if code is None:
+            _stop(proc, kill, budget=10.0)
             reader.join(timeout=5)
             with lock:
                 t = _tail(b"".join(tail))
@@ -292,6 +455,13 @@ def run(
         reader.join(timeout=30)
     finally:
         _delete(runtime, state_root, cid)
+        if containers is not None:
+            containers.discard(cid)
+    if containers is not None and containers.cancelled:
+        raise Cancelled(
+            f"build step {spec.get('process', {}).get('args', [])!r} was stopped: cancelled "
+            f"({runtime.name}, container {cid})"
+        )
     duration = time.monotonic() - start
     if cb_errors:
         raise cb_errors[0]

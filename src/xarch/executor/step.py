@@ -14,7 +14,7 @@ from pathlib import Path
 
 from xarch.executor.emulation import BINFMT_DIR, QEMU_DIR, ensure_runnable
 from xarch.executor.mounts import DEFAULT_HOSTNAME, Mount, MountStubs, write_network_files
-from xarch.executor.runtime import RunResult, RuntimeInfo, run
+from xarch.executor.runtime import Containers, RunResult, RuntimeInfo, run
 from xarch.executor.spec import DEFAULT_CAPABILITIES, NetworkMode, runtime_spec
 from xarch.oci.platform import Platform, host_platform
 
@@ -47,12 +47,14 @@ def run_step(
     binfmt_dir: Path = BINFMT_DIR,
     qemu_dir: Path = QEMU_DIR,
     state_root: Path | None = None,
+    containers: Containers | None = None,
 ) -> RunResult:
     """Run ``opts.args`` in ``rootfs`` for ``platform``.
 
     Raises RuntimeFailure (with the fix) before starting anything when the platform cannot
     run here, and ContainerExitError when the step fails. Mount stubs are removed in every
-    case so a failed step leaves no trace in the snapshot either.
+    case so a failed step leaves no trace in the snapshot either. ``containers`` is the
+    registry a cancel stops the step's container through (see :class:`Containers`).
     """
     host = host or host_platform()
     ensure_runnable(platform, host=host, binfmt_dir=binfmt_dir, qemu_dir=qemu_dir)
@@ -89,6 +91,7 @@ def run_step(
             stdout_cb=stdout_cb,
             timeout=opts.timeout,
             state_root=state_root,
+            containers=containers,
         )
     finally:
         stubs.cleanup()

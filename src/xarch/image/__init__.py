@@ -1,0 +1,1 @@
+"""Image views over any source, and the one platform selector (see ``select``)."""

@@ -87,7 +87,10 @@ def is_mounted(path: Path) -> bool:
 
 
 def _run(cmd: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    # own session: a Ctrl-C at the terminal (sent to the whole process group) must not kill a
+    # mount or umount half-way; the interrupt is handled by the process that asked for it
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+                          start_new_session=True)
 
 
 def _umount(path: Path) -> None:
@@ -99,6 +102,30 @@ def _umount(path: Path) -> None:
         res = _run(["umount", "-l", str(path)])
         if res.returncode != 0 and is_mounted(path):
             raise StoreError(f"cannot unmount snapshot at {path}: {res.stderr.strip()}")
+
+
+def mounts_below(root: Path) -> list[Path]:
+    """Mount points at or under ``root`` (per /proc/self/mountinfo), deepest first."""
+    top = os.path.realpath(root)
+    inside = top.rstrip("/") + "/"
+    found = {p for p in _mounted_paths() if p == top or p.startswith(inside)}
+    return [Path(p) for p in sorted(found, key=lambda p: (-p.count("/"), p))]
+
+
+def unmount_below(root: Path) -> list[Path]:
+    """Unmount everything mounted at or under ``root``, deepest first (lazily when busy);
+    returns the mount points. Raises StoreError when something stays mounted."""
+    done: list[Path] = []
+    for _ in range(8):  # a mount point can carry stacked mounts: one umount each
+        points = mounts_below(root)
+        if not points:
+            return done
+        for mp in points:
+            _umount(mp)
+            done.append(mp)
+    if mounts_below(root):
+        raise StoreError(f"cannot unmount everything below {root}")
+    return done
 
 
 # ----------------------------------------------------------------------------- flattening
@@ -214,8 +241,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
 # ----------------------------------------------------------------------------- snapshotter
 
 
-def overlay_supported(work_dir: Path) -> tuple[bool, str]:
-    """Try a real overlay mount under ``work_dir``; (ok, reason)."""
+def overlay_supported(work_dir: Path, *, tag: str = "") -> tuple[bool, str]:
+    """Try a real overlay mount under ``work_dir``; (ok, reason). ``tag`` goes into the probe
+    directory's name (a snapshotter's owner: what it left when killed can be found)."""
     try:
         if "overlay" not in Path("/proc/filesystems").read_text().split():
             return False, "the kernel has no overlay filesystem"
@@ -224,7 +252,8 @@ def overlay_supported(work_dir: Path) -> tuple[bool, str]:
     if os.geteuid() != 0:
         return False, "mounting overlayfs needs root"
     work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ovl-probe-", dir=work_dir) as tmp:
+    prefix = f"ovl-probe-{tag}-" if tag else "ovl-probe-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=work_dir) as tmp:
         t = Path(tmp)
         for d in ("l", "u", "w", "m"):
             (t / d).mkdir()
@@ -260,17 +289,27 @@ class Snapshotter:
     """Active and committed snapshots under ``root`` (one directory per key).
 
     Thread-safe; metadata changes also take an ``flock`` on ``root/.lock`` so two processes
-    sharing a root do not trip over each other.
+    sharing a root do not trip over each other. ``owner`` (a build's lease id) is written into
+    every snapshot it prepares, before anything else, so :meth:`remove_owned` finds what a
+    killed or cancelled owner left mounted.
     """
 
     def __init__(
-        self, root: Path, *, mode: Mode = "auto", max_lowers: int = MAX_OVERLAY_LOWERS
+        self,
+        root: Path,
+        *,
+        mode: Mode = "auto",
+        max_lowers: int = MAX_OVERLAY_LOWERS,
+        owner: str | None = None,
     ) -> None:
         if mode not in ("auto", "overlay", "copy"):
             raise UsageError(f"unknown snapshotter mode {mode!r} (auto, overlay or copy)")
         self.root = root
         self.mode = mode
         self.max_lowers = max_lowers
+        if owner is not None and (not owner or "/" in owner or "\x00" in owner):
+            raise UsageError(f"invalid snapshot owner {owner!r}")
+        self.owner = owner
         self._lock = threading.RLock()
         self._kind: Kind | None = None
         self.kind_reason = ""
@@ -287,7 +326,7 @@ class Snapshotter:
                 if self.mode == "copy":
                     self._kind, self.kind_reason = "copy", "copy mode requested"
                 else:
-                    ok, why = overlay_supported(self.root / "probe")
+                    ok, why = overlay_supported(self.root / "probe", tag=self.owner or "")
                     if not ok and self.mode == "overlay":
                         raise StoreError(
                             f"overlay snapshots unavailable: {why}", hint="use the copy snapshotter"
@@ -376,6 +415,8 @@ class Snapshotter:
                 )
             d.mkdir()
             try:
+                if self.owner is not None:
+                    (d / "owner").write_text(self.owner)
                 meta: dict[str, object] = {
                     "key": key,
                     "kind": kind,
@@ -474,6 +515,44 @@ class Snapshotter:
             except OSError as e:
                 if e.errno != errno.ENOENT:
                     raise StoreError(f"cannot remove snapshot {key!r} at {d}: {e.strerror}") from e
+
+    def remove_owned(self, owner: str) -> list[str]:
+        """Unmount and remove every snapshot ``owner`` prepared, whatever its state, and its
+        overlay probe: what a killed process left, or what a cancelled build's stragglers
+        held. Never removes through a mount (a snapshot that stays mounted is kept). Returns
+        the removed snapshot directories' names."""
+        removed: list[str] = []
+        with self._flock():
+            for d in sorted((self.root / "s").iterdir()):
+                try:
+                    if (d / "owner").read_text() != owner:
+                        continue
+                except OSError:
+                    continue
+                if self._remove_tree(d):
+                    removed.append(d.name)
+            probe = self.root / "probe"
+            if probe.is_dir():
+                for t in probe.glob(f"ovl-probe-{owner}-*"):
+                    self._remove_tree(t)
+        return removed
+
+    def owners(self) -> set[str]:
+        """The owners that have snapshots under root."""
+        found: set[str] = set()
+        for d in (self.root / "s").iterdir():
+            with contextlib.suppress(OSError):
+                found.add((d / "owner").read_text())
+        return found
+
+    @staticmethod
+    def _remove_tree(d: Path) -> bool:
+        with contextlib.suppress(StoreError):
+            unmount_below(d)
+        if mounts_below(d):
+            return False
+        shutil.rmtree(d, ignore_errors=True)
+        return not d.exists()
 
     def list(self) -> list[tuple[str, str, str]]:
         """(key, kind, state) of every snapshot under root."""

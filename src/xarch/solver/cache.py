@@ -54,7 +54,8 @@ class CacheIndex:
         layer = Descriptor(media_type, Digest(digest), int(size)) if digest else None
         return CacheRecord(key, layer, Digest(diff_id) if diff_id else None, float(created))
 
-    def put(self, key: str, layer: Descriptor | None, diff_id: Digest | None) -> None:
+    def put(self, key: str, layer: Descriptor | None, diff_id: Digest | None, *,
+            created: float | None = None) -> None:
         self._conn().execute(
             "INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -63,7 +64,7 @@ class CacheIndex:
                 str(layer.digest) if layer else None,
                 layer.size if layer else 0,
                 str(diff_id) if diff_id else None,
-                time.time(),
+                time.time() if created is None else created,
             ),
         )
 

@@ -7,20 +7,24 @@ of them, so it runs once). Results persist in the ``CacheIndex``: a rebuild with
 changed runs no step at all.
 
 The solver knows nothing about overlayfs, runc or tar: a ``Worker`` does the I/O.
+``Solver.cancel()`` (a build being interrupted) makes it start no new vertex: every solve
+and every step still waiting for a slot raises ``Cancelled``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from xarch.errors import XarchError
+from xarch.executor.runtime import Cancelled
 from xarch.graph.ops import ContextOp, CopyOp, ExecOp, ImageOp, MkdirOp, ScratchOp, Vertex
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
@@ -42,6 +46,10 @@ class Result:
     local_dir: Path | None = None
     # The vertex added no layer (empty diff, or a metadata-only step).
     empty: bool = False
+    # When this step's result was made (its cache record's time; UNIX seconds): the image
+    # history records it, so a rebuild served from the cache is byte-identical (as BuildKit's
+    # buildkit/createdat). None for sources (images, contexts).
+    created: float | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,32 @@ class Solver:
         self._futures: dict[str, Future[Result]] = {}
         # Bounds concurrent RUN/COPY work; image pulls and cache lookups are not bounded here.
         self._work = threading.BoundedSemaphore(max(1, jobs))
+        self._cancelled = threading.Event()
         self.stats = SolveStats()
+
+    def cancel(self) -> None:
+        """Start no new vertex from now on (the steps already running are the worker's to
+        stop); waiting solves raise Cancelled."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _check(self, v: Vertex) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled(f"not starting {v.name or v.op.kind}: the build was cancelled")
+
+    @contextlib.contextmanager
+    def _slot(self, v: Vertex) -> Iterator[None]:
+        """One of the ``jobs`` work slots; gives up waiting once cancelled."""
+        while not self._work.acquire(timeout=0.1):
+            self._check(v)
+        try:
+            self._check(v)
+            yield
+        finally:
+            self._work.release()
 
     def solve(self, vertex: Vertex) -> Result:
         with self._lock:
@@ -134,6 +167,7 @@ class Solver:
         if not owner:
             return fut.result()  # someone else (another platform) is computing it
         try:
+            self._check(vertex)
             res = self._compute(vertex)
         except BaseException as e:
             fut.set_exception(e)
@@ -158,6 +192,7 @@ class Solver:
         if isinstance(op, ContextOp):
             return Result(cache_key=_h("context", op.name), local_dir=self._worker.context_dir(op))
         if isinstance(op, ImageOp):
+            self._check(v)
             t0 = time.monotonic()
             self._emit(SolveEvent("start", v))
             layers = self._worker.resolve_image(op)
@@ -181,11 +216,12 @@ class Solver:
                     self.stats.by_vertex[v.digest] = "cached"
                 self._emit(SolveEvent("cached", v))
                 if rec.layer is None or rec.diff_id is None:
-                    return Result(cache_key=key, layers=base_layers, empty=True)
-                return Result(cache_key=key, layers=(*base_layers, LayerRef(rec.layer, rec.diff_id)))
+                    return Result(cache_key=key, layers=base_layers, empty=True, created=rec.created)
+                return Result(cache_key=key, layers=(*base_layers, LayerRef(rec.layer, rec.diff_id)),
+                              created=rec.created)
 
         t0 = time.monotonic()
-        with self._work:
+        with self._slot(v):
             self._emit(SolveEvent("start", v))
             try:
                 if isinstance(op, ExecOp):
@@ -196,6 +232,8 @@ class Solver:
                     layer = self._worker.run_mkdir(op, inputs)
                 else:  # pragma: no cover - a new op kind without a worker method
                     raise XarchError(f"no worker for op {op.kind}")
+            except Cancelled:
+                raise  # stopped on purpose: no step error to report
             except XarchError as e:
                 self._emit(SolveEvent("error", v, str(e), time.monotonic() - t0))
                 raise e if isinstance(e, StepError) else StepError(v, e) from e
@@ -204,11 +242,13 @@ class Solver:
             self.stats.exec_runs += isinstance(op, ExecOp)
             self.stats.by_vertex[v.digest] = "run"
         self._emit(SolveEvent("done", v, duration=time.monotonic() - t0))
+        created = time.time()
         if self._cache is not None:
-            self._cache.put(key, layer.descriptor if layer else None, layer.diff_id if layer else None)
+            self._cache.put(key, layer.descriptor if layer else None, layer.diff_id if layer else None,
+                            created=created)
         if layer is None:
-            return Result(cache_key=key, layers=base_layers, empty=True)
-        return Result(cache_key=key, layers=(*base_layers, layer))
+            return Result(cache_key=key, layers=base_layers, empty=True, created=created)
+        return Result(cache_key=key, layers=(*base_layers, layer), created=created)
 
     def _emit(self, e: SolveEvent) -> None:
         self._on_event(e)

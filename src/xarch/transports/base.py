@@ -87,3 +87,12 @@ class BlobMounter(Protocol):
     cross-repository mount). Returns True when mounted, False when the sink must upload."""
 
     def mount_blob(self, desc: Descriptor, source: ImageSource) -> bool: ...
+
+
+@runtime_checkable
+class BlobOrigins(Protocol):
+    """Optional source capability: the repositories (``host/path``) a blob is known to live in,
+    e.g. where the store pulled a base layer from. A registry sink on the same host mounts the
+    blob from one of them instead of uploading it."""
+
+    def blob_origins(self, desc: Descriptor) -> list[str]: ...

@@ -26,7 +26,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
-from xarch.errors import IntegrityError, NotFoundError, UsageError
+from xarch.errors import IntegrityError, UsageError
+from xarch.image.select import REFERENCE_DIGEST, check_manifest_platform, select
 from xarch.oci import mediatype as mt
 from xarch.oci.config import ImageConfig
 from xarch.oci.descriptor import Descriptor
@@ -36,8 +37,6 @@ from xarch.oci.platform import Platform
 from xarch.transports.base import BlobMounter, ImageSink, ImageSource, SinkFeeder
 
 EventKind = Literal["skip", "mount", "copy", "manifest"]
-REFERENCE_DIGEST = "vnd.docker.reference.digest"
-REFERENCE_TYPE = "vnd.docker.reference.type"
 _MAX_CONFIG = 32 << 20  # read into memory only to check the platform
 
 
@@ -76,24 +75,10 @@ def _is_foreign(d: Descriptor) -> bool:
     return bool(d.urls) and mt.is_nondistributable(d.media_type)
 
 
-def _platform_label(d: Descriptor) -> str:
-    return str(d.platform) if d.platform is not None else "unknown"
-
-
 def _select(index: Index, platforms: Sequence[Platform], where: str) -> list[Descriptor]:
     selected: list[Descriptor] = []
     for want in platforms:
-        match = next(
-            (d for d in index.manifests if d.platform is not None and want.matches(d.platform)),
-            None,
-        )
-        if match is None:
-            have = ", ".join(
-                sorted({_platform_label(d) for d in index.manifests if d.platform is not None})
-            )
-            raise NotFoundError(
-                f"{where}: no image for platform {want} (available: {have or 'none'})"
-            )
+        match = select(index, want, where)
         if match not in selected:
             selected.append(match)
     chosen = {d.digest for d in selected}
@@ -184,10 +169,7 @@ def _plan(
         except Exception:
             have = None
         if have is not None and not any(p.matches(have) for p in platforms):
-            raise NotFoundError(
-                f"{src.name}: image is for {have.normalize()}, not "
-                + ", ".join(str(p) for p in platforms)
-            )
+            check_manifest_platform(have, platforms[0], src.name)
     walk(root, raw)
     return root, raw, plan
 

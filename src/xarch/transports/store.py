@@ -7,6 +7,16 @@ as ``docker.io/library/hello:1``, ``localhost/app:dev`` stays as is; a name with
 ``:latest``) and ``io.xarch.created`` (RFC 3339 UTC). Because the store is a plain OCI layout,
 ``skopeo copy oci:$XARCH_HOME/store:docker.io/library/hello:1 …`` works too.
 
+The pull cache lives in the same layout, apart from the names: what a build fetched for its
+base images (``FROM registry/name:tag``) is recorded as a top-level descriptor annotated
+``io.xarch.pulled`` = the reference it was resolved from (never ``ref.name``, so ``ls`` and
+``skopeo`` do not see it as a user's image) and ``io.xarch.resolved`` = when. Only the platforms
+a build needed are fetched, so such a root is marked ``io.xarch.partial``: its index lists every
+platform the registry has, its children are present only where a build used them. GC keeps
+every root, pulled ones included (one rule), and a re-resolved tag replaces its record, which
+frees the old base at the next prune. The records also tell a push where a layer came from, so
+the registry can mount it instead of receiving it again (``StoreSource.blob_origins``).
+
 Concurrency: blobs are written content-addressed and atomically (see ``xarch.content.store``),
 ``index.json`` changes under an exclusive flock, and ``prune`` runs only while no writer session
 holds the shared GC lock, so concurrent builds/pulls and a prune never lose content.
@@ -22,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from xarch.content.store import MAX_MANIFEST_SIZE, REF_NAME, ContentStore, children
+from xarch.content.store import MAX_MANIFEST_SIZE, PARTIAL, REF_NAME, ContentStore, children
 from xarch.errors import InputError, NotFoundError, UsageError
 from xarch.oci import mediatype as mt
 from xarch.oci.descriptor import Descriptor
@@ -32,6 +42,8 @@ from xarch.oci.reference import Reference
 from xarch.transports.layout import LayoutSink, verify_manifest_bytes
 
 CREATED = "io.xarch.created"
+PULLED = "io.xarch.pulled"
+RESOLVED = "io.xarch.resolved"
 
 
 def xarch_home(env: Mapping[str, str] | None = None) -> Path:
@@ -76,6 +88,15 @@ class StoreEntry:
     name: str
     descriptor: Descriptor
     created: datetime | None
+
+
+@dataclass(frozen=True)
+class PullRecord:
+    """A base reference as last resolved against its registry (the pull cache)."""
+
+    ref: str  # normalised reference it was resolved from (tag or digest form)
+    descriptor: Descriptor  # its root manifest or index
+    resolved: datetime | None
 
 
 @dataclass(frozen=True)
@@ -160,6 +181,64 @@ class LocalStore:
         self.content.update_index(
             lambda es: [*(e for e in es if e.annotations.get(REF_NAME) != key), entry]
         )
+
+    def find_name(self, name: str) -> Descriptor | None:
+        """The image stored under the user's name ``name`` (not by digest, not the pull cache)."""
+        found = self._find(normalize_name(name))
+        return _strip(found) if found is not None else None
+
+    # -- pull cache ----------------------------------------------------------------------------
+    def pulled(self, ref: str) -> PullRecord | None:
+        """The last resolution of ``ref`` recorded in the pull cache."""
+        key = normalize_name(ref)
+        for e in reversed(self.content.read_index()):
+            if e.annotations.get(PULLED) == key:
+                return PullRecord(key, _strip(e), _parse_time(e.annotations.get(RESOLVED)))
+        return None
+
+    def pull_records(self) -> builtins.list[PullRecord]:
+        return [
+            PullRecord(e.annotations[PULLED], _strip(e), _parse_time(e.annotations.get(RESOLVED)))
+            for e in self.content.read_index()
+            if PULLED in e.annotations
+        ]
+
+    def record_pull(self, ref: str, desc: Descriptor, raw: bytes | None = None) -> None:
+        """Record that ``ref`` resolved to ``desc`` (``raw``: its bytes, ingested first)."""
+        key = normalize_name(ref)
+        if raw is not None and not self.content.has(desc):
+            self.content.ingest(desc, [raw])
+        if not self.content.has(desc):
+            raise NotFoundError(f"cannot record {key}: {desc.digest} is not in the local store")
+        entry = Descriptor(desc.media_type, desc.digest, desc.size, annotations={
+            PULLED: key, RESOLVED: _now(), PARTIAL: "true",
+        })
+        self.content.update_index(
+            lambda es: [*(e for e in es if e.annotations.get(PULLED) != key), entry]
+        )
+
+    def blob_origins(self) -> dict[Digest, builtins.list[str]]:
+        """Blob digest -> repositories (``host/path``) it was pulled from, per the pull cache."""
+        out: dict[Digest, builtins.list[str]] = {}
+        for rec in self.pull_records():
+            repo = Reference.parse(rec.ref).context()
+            stack = [rec.descriptor]
+            seen: builtins.set[Digest] = set()
+            while stack:
+                d = stack.pop()
+                if d.digest in seen or not self.content.has(d.digest):
+                    continue
+                seen.add(d.digest)
+                repos = out.setdefault(d.digest, [])
+                if repo not in repos:
+                    repos.append(repo)
+                if mt.is_index(d.media_type) or mt.is_manifest(d.media_type):
+                    try:
+                        doc = parse_any(self.content.read_bytes(d.digest), d.media_type)
+                    except (InputError, OSError):
+                        continue
+                    stack.extend(children(doc))
+        return out
 
     def remove(self, name: str) -> Descriptor:
         """Untag; content stays until ``prune``."""
@@ -277,6 +356,13 @@ class StoreSource:
         self.store = store
         self.key = normalize_name(name)
         self.name = f"store:{self.key}"
+        self._origins: dict[Digest, builtins.list[str]] | None = None
+
+    def blob_origins(self, desc: Descriptor) -> builtins.list[str]:
+        """Repositories this blob was pulled from (a registry sink can mount it from there)."""
+        if self._origins is None:
+            self._origins = self.store.blob_origins()
+        return list(self._origins.get(desc.digest, ()))
 
     def resolve(self) -> Descriptor:
         return self.store.resolve(self.key)
@@ -305,6 +391,44 @@ class StoreSource:
 
     def close(self) -> None:
         pass
+
+
+class ContentSource:
+    """The store's content as an ImageSource rooted at a digest, with no name: the pull
+    cache's way out (``label`` names it in errors)."""
+
+    def __init__(self, store: LocalStore, label: str, root: Descriptor) -> None:
+        self._src = StoreSource(store, "xarch/content:latest")
+        self._src.name = label
+        self.name = label
+        self._root = root
+
+    def resolve(self) -> Descriptor:
+        return self._root
+
+    def fetch_manifest(self, desc: Descriptor) -> bytes:
+        return self._src.fetch_manifest(desc)
+
+    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
+        return self._src.open_blob(desc)
+
+    def open_blob_file(self, desc: Descriptor) -> BinaryIO:
+        return self._src.open_blob_file(desc)
+
+    def close(self) -> None:
+        pass
+
+
+class ContentSink(LayoutSink):
+    """Writes blobs and manifests into the store's content, naming nothing: the pull cache's
+    way in (``LocalStore.record_pull`` records the root afterwards)."""
+
+    def __init__(self, store: LocalStore, label: str) -> None:
+        super().__init__(store.root, None, name=f"store:{label}")
+
+    def commit(self) -> None:
+        self._committed = True
+        self._end()
 
 
 class StoreSink(LayoutSink):

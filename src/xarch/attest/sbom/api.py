@@ -21,6 +21,7 @@ from xarch.attest.sbom.model import Catalog, ImageInfo, LayerRef
 from xarch.attest.sbom.walker import ChunkReader, FileRequest, ImageReader, walk_layers
 from xarch.content.store import ContentStore
 from xarch.errors import InputError, IntegrityError, NotFoundError, UsageError
+from xarch.image.select import is_attestation
 from xarch.oci import mediatype as mt
 from xarch.oci.config import ImageConfig
 from xarch.oci.descriptor import Descriptor
@@ -190,7 +191,7 @@ def _platform_images(
         return
     assert isinstance(doc, Index)
     for child in doc.manifests:
-        if child.annotations.get(_REF_TYPE) == _ATTESTATION:
+        if child.annotations.get(_REF_TYPE) == _ATTESTATION or is_attestation(child):
             continue
         if mt.is_index(child.media_type):
             yield from _platform_images(source, child, depth + 1)
@@ -198,7 +199,7 @@ def _platform_images(
         if not mt.is_manifest(child.media_type):
             continue
         p = child.platform
-        if p is not None and (p.os == "unknown" or p.architecture == "unknown"):
+        if p is not None and p.architecture == "unknown":
             continue
         yield (p.normalize() if p is not None else None), child
 

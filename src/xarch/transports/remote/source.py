@@ -8,7 +8,7 @@ from xarch.errors import IntegrityError, XarchError
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 from xarch.oci.reference import Reference
-from xarch.transports.base import ImageSource
+from xarch.transports.base import BlobOrigins, ImageSource
 from xarch.transports.remote.client import RegistryClient, api_host
 from xarch.transports.remote.errors import RegistryAuthError, RegistryNotFoundError
 from xarch.transports.remote.options import EventCallback, RegistryOptions
@@ -100,7 +100,16 @@ class RemoteSink:
         if root:
             self._root = (raw, media_type, digest)
             return digest
+        if self._present(str(digest), digest):
+            return digest  # a rebuild that changed nothing uploads nothing
         return self.client.put_manifest(self.ref.repository, str(digest), raw, media_type)
+
+    def _present(self, identifier: str, digest: Digest) -> bool:
+        try:
+            have = self.client.head_manifest(self.ref.repository, identifier)
+        except RegistryNotFoundError:
+            return False
+        return have is not None and have.digest == digest
 
     def commit(self) -> None:
         if self._root is None:
@@ -116,21 +125,35 @@ class RemoteSink:
             target = str(self.ref.digest)
         else:
             target = _DEFAULT_TAG
-        self.client.put_manifest(self.ref.repository, target, raw, media_type)
+        if not self._present(target, digest):
+            self.client.put_manifest(self.ref.repository, target, raw, media_type)
         self.pushed = digest
 
     def mount_blob(self, desc: Descriptor, source: ImageSource) -> bool:
-        """Cross-repository mount when ``source`` is a repository on the same registry."""
-        if not isinstance(source, RemoteSource):
+        """Cross-repository mount when ``source`` is a repository on the same registry, or
+        knows (``BlobOrigins``) of repositories on this registry that hold the blob."""
+        if isinstance(source, RemoteSource):
+            origins = [source.ref]
+        elif isinstance(source, BlobOrigins):
+            origins = []
+            for o in source.blob_origins(desc):
+                try:
+                    origins.append(Reference.parse(o))
+                except XarchError:
+                    continue
+        else:
             return False
-        if api_host(source.ref.registry) != api_host(self.ref.registry):
-            return False
-        if source.ref.repository == self.ref.repository:
-            return self.has_blob(desc)
-        try:
-            return self.client.mount_blob(self.ref.repository, desc.digest, source.ref.repository)
-        except (RegistryAuthError, RegistryNotFoundError):
-            return False  # no pull access to the source, or it vanished: upload instead
+        for origin in origins:
+            if api_host(origin.registry) != api_host(self.ref.registry):
+                continue
+            if origin.repository == self.ref.repository:
+                continue  # has_blob already said no: the record is stale
+            try:
+                if self.client.mount_blob(self.ref.repository, desc.digest, origin.repository):
+                    return True
+            except (RegistryAuthError, RegistryNotFoundError):
+                continue  # no pull access to that repository, or it vanished: try the next
+        return False
 
     def close(self) -> None:
         if self._owns_client:
