@@ -213,3 +213,16 @@ def test_blob_origins_name_the_base_repository(store: LocalStore, fake: FakeRegi
     layer_digests = [d for d in image.blobs if store.content.has(d)]
     assert layer_digests
     assert all(origins[d] == [f"registry.test/{REPO}"] for d in layer_digests)
+
+
+def test_a_stored_name_lacking_the_platform_says_how_to_use_the_registry(
+        store: LocalStore, fake: FakeRegistry) -> None:
+    from helpers.images import write_image
+
+    # what an older xarch left: the base's own name holding only the platform it needed
+    write_image(store.sink(REF), single_image("linux/amd64"))
+    _push(fake, make_index(["linux/amd64", "linux/arm64"]))
+    with pytest.raises(NotFoundError) as e:
+        _resolver(store, fake)[0].resolve(REF, ARM64)
+    assert "image is for linux/amd64, not linux/arm64" in e.value.message
+    assert f"xarch rm {REF}" in str(e.value.hint)

@@ -55,6 +55,7 @@ from xarch.transports.store import (
 class _Root:
     view: RootView
     remote: str | None  # the reference to fetch missing platforms from (None: local only)
+    stored: bool = False  # a name in the user's local store
 
 
 class BaseResolver:
@@ -83,7 +84,15 @@ class BaseResolver:
             root = self._roots.get(name)
             if root is None:
                 root = self._roots[name] = self._root(ref, name)
-            view = self._platform(name, root, platform)
+            try:
+                view = self._platform(name, root, platform)
+            except NotFoundError as e:
+                if not root.stored or e.hint is None or "xarch rm" in e.hint:
+                    raise
+                # e.g. a partial copy an older xarch stored under the base's own name
+                raise NotFoundError(e.message, hint=(
+                    f"{name} is an image in your local store (xarch ls), used as it is; "
+                    f"`xarch rm {name}` to build from its registry instead")) from None
         cfg = view.config.platform
         if (cfg.os, cfg.normalize().architecture) != (platform.os, platform.architecture):
             # an index entry that lies about its image: never build on another architecture
@@ -99,7 +108,7 @@ class BaseResolver:
     def _root(self, ref: str, name: str) -> _Root:
         stored = self.store.find_name(name)
         if stored is not None:
-            return _Root(open_root(StoreSource(self.store, name), stored), None)
+            return _Root(open_root(StoreSource(self.store, name), stored), None, stored=True)
         pinned = Reference.parse(name).digest
         if pinned is not None and not self.pull and self.store.content.has(pinned):
             desc = self.store.resolve(name)
