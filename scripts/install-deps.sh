@@ -8,7 +8,7 @@ cd "$here"
 SYSTEM_PACKAGES=(
   runc crun                      # OCI runtimes (crun preferred, runc fallback on hybrid cgroups)
   qemu-user-static binfmt-support  # foreign-architecture RUN steps
-  busybox-static mmdebstrap      # offline base images for tests and bootstrap
+  busybox-static mmdebstrap arch-test  # offline base images; arch-test: mmdebstrap foreign arches
   docker-registry                # the CNCF distribution registry, for integration tests
   skopeo umoci docker.io buildah podman  # interop checks
   apache2-utils                  # htpasswd for registry auth tests
