@@ -5,6 +5,14 @@ uploads with Content-Range checks, cross-repo mounts, manifests by tag/digest, t
 with Link pagination, the referrers API (can be disabled), basic auth and token auth (a
 separate token host with scope checking), plus injectable faults.
 
+Hostile or unusual registries, for the "credentials stay home" and bounded-transfer tests:
+``foreign`` origins that serve the registry's content without auth (a CDN, a storage backend)
+or answer with challenges of their own, blob reads redirected to one (``blob_redirect``),
+upload Locations and Link pages on one (``upload_origin``, ``link_origin``), a lying
+``Docker-Content-Digest`` (``manifest_digest_header``) and blob bodies streamed by a hook
+(``blob_body``, e.g. a trickle). ``seen`` records every request with its origin and
+Authorization header, wherever it went.
+
 It deliberately does not import xarch: it must not share bugs with the code under test.
 """
 
@@ -17,7 +25,7 @@ import re
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +46,23 @@ def sha256(data: bytes) -> str:
 
 
 FaultKind = Literal["status", "connect_error", "read_error", "truncate", "corrupt"]
+# How a foreign origin answers: as the registry without auth, or with a challenge of its own.
+ForeignKind = Literal["serve", "bearer", "basic"]
+EVIL_REALM = "https://evil.test/token"
+
+
+def origin(url: httpx.URL) -> str:
+    """``scheme://host[:port]``, the port only when it is not the scheme's default."""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    origin: str
+    path: str
+    authorization: str | None
 
 
 @dataclass
@@ -56,6 +81,14 @@ class Fault:
 class _Upload:
     repo: str
     data: bytearray = field(default_factory=bytearray)
+
+
+class _IterStream(httpx.SyncByteStream):
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
 
 
 class _BrokenStream(httpx.SyncByteStream):
@@ -86,6 +119,12 @@ class FakeRegistry:
         token_ttl: int = 300,
         default_page_size: int | None = None,
         range_support: bool = True,
+        foreign: dict[str, ForeignKind] | None = None,
+        blob_redirect: str | None = None,
+        upload_origin: str | None = None,
+        link_origin: str | None = None,
+        manifest_digest_header: str | None = None,
+        blob_body: Callable[[bytes], Iterable[bytes]] | None = None,
     ) -> None:
         self.host = host
         self.scheme = scheme
@@ -99,6 +138,13 @@ class FakeRegistry:
         self.token_ttl = token_ttl
         self.default_page_size = default_page_size
         self.range_support = range_support
+        self.foreign = foreign or {}
+        self.blob_redirect = blob_redirect
+        self.upload_origin = upload_origin
+        self.link_origin = link_origin
+        self.manifest_digest_header = manifest_digest_header
+        self.blob_body = blob_body
+        self.seen: list[Seen] = []
         self.acl: dict[str, set[str]] = {}  # user -> repos the user may access ({} = all)
         self.blobs: dict[str, bytes] = {}
         self.repo_blobs: dict[str, set[str]] = {}
@@ -145,8 +191,14 @@ class FakeRegistry:
         url = request.url
         path = url.path
         self.log.append((request.method, path + ("?" + url.query.decode() if url.query else "")))
+        self.seen.append(
+            Seen(request.method, origin(url), path, request.headers.get("authorization"))
+        )
         if url.host == self.token_host:
             return self._token_endpoint(request)
+        kind = self.foreign.get(origin(url))
+        if kind is not None:
+            return self._foreign(request, kind)
         if url.host != self.host.split(":")[0] or (url.port or None) != self._port():
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         if url.scheme != self.scheme:
@@ -166,10 +218,55 @@ class FakeRegistry:
             return httpx.Response(
                 fault.status, headers=fault.headers, json=_errors("UNAVAILABLE", "injected fault")
             )
+        if (
+            self.blob_redirect
+            and request.method in ("GET", "HEAD")
+            and "/blobs/" in path
+            and "/blobs/uploads/" not in path
+        ):
+            # Like distribution with a storage middleware: the bytes live elsewhere.
+            return httpx.Response(
+                307, headers={"Location": f"{self.blob_redirect}{path}?X-Amz-Signature=abc"}
+            )
         response = self._route(request)
         if fault is not None:
             response = self._mangle(response, fault)
         return response
+
+    @property
+    def home(self) -> str:
+        """The registry's own origin."""
+        return f"{self.scheme}://{self.host}"
+
+    def _foreign(self, request: httpx.Request, kind: ForeignKind) -> httpx.Response:
+        if request.url.path in ("/v2/", "/v2"):
+            # A CDN or storage backend serves the URLs it hands out, not the API root: a ping
+            # there must not take it for the registry.
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if kind == "bearer":
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": f'Bearer realm="{EVIL_REALM}",service="evil"'},
+                json=_errors("UNAUTHORIZED", "authentication required"),
+            )
+        if kind == "basic":
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": 'Basic realm="elsewhere"'},
+                json=_errors("UNAUTHORIZED", "authentication required"),
+            )
+        return self._route(request)
+
+    def foreign_requests(self) -> list[Seen]:
+        """Requests that went anywhere but the registry itself and its token host."""
+        return [
+            s
+            for s in self.seen
+            if s.origin != self.home and s.origin != f"https://{self.token_host}"
+        ]
+
+    def _upload_location(self, path: str) -> str:
+        return f"{self.upload_origin}{path}" if self.upload_origin else path
 
     def _port(self) -> int | None:
         _, _, port = self.host.partition(":")
@@ -358,12 +455,15 @@ class FakeRegistry:
         if rng and self.range_support:
             start = int(re.fullmatch(r"bytes=(\d+)-", rng)[1])  # type: ignore[index]
             part = data[start:]
-            return httpx.Response(
-                206,
-                headers={**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"},
-                content=part,
-            )
-        return httpx.Response(200, headers=headers, content=data)
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            return self._body(206, headers, part)
+        return self._body(200, headers, data)
+
+    def _body(self, status: int, headers: dict[str, str], data: bytes) -> httpx.Response:
+        if self.blob_body is None:
+            return httpx.Response(status, headers=headers, content=data)
+        headers = {**headers, "Content-Length": str(len(data))}
+        return httpx.Response(status, headers=headers, stream=_IterStream(self.blob_body(data)))
 
     def _uploads(self, request: httpx.Request, name: str, uuid: str) -> httpx.Response:
         method = request.method
@@ -397,7 +497,7 @@ class FakeRegistry:
             return httpx.Response(
                 202,
                 headers={
-                    "Location": f"/v2/{name}/blobs/uploads/{new}?_state=s{new}",
+                    "Location": self._upload_location(f"/v2/{name}/blobs/uploads/{new}?_state=s{new}"),
                     "Range": "0-0",
                     "Docker-Upload-UUID": new,
                 },
@@ -433,7 +533,9 @@ class FakeRegistry:
             return httpx.Response(
                 202,
                 headers={
-                    "Location": f"/v2/{name}/blobs/uploads/{uuid}?_state=p{len(upload.data)}",
+                    "Location": self._upload_location(
+                        f"/v2/{name}/blobs/uploads/{uuid}?_state=p{len(upload.data)}"
+                    ),
                     "Range": f"0-{len(upload.data) - 1}",
                     "Docker-Upload-UUID": uuid,
                 },
@@ -473,7 +575,7 @@ class FakeRegistry:
             raw, media_type = self.manifests[name][digest]
             headers = {
                 "Content-Type": media_type,
-                "Docker-Content-Digest": digest,
+                "Docker-Content-Digest": self.manifest_digest_header or digest,
                 "Content-Length": str(len(raw)),
             }
             return httpx.Response(200, headers=headers, content=b"" if method == "HEAD" else raw)
@@ -549,7 +651,8 @@ class FakeRegistry:
         page = all_tags
         if n is not None and len(all_tags) > n:
             page = all_tags[:n]
-            headers["Link"] = f'</v2/{name}/tags/list?last={page[-1]}&n={n}>; rel="next"'
+            link = f"/v2/{name}/tags/list?last={page[-1]}&n={n}"
+            headers["Link"] = f'<{self.link_origin or ""}{link}>; rel="next"'
         return httpx.Response(200, headers=headers, json={"name": name, "tags": page})
 
     def _referrers(self, request: httpx.Request, name: str, digest: str) -> httpx.Response:

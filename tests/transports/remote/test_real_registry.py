@@ -249,3 +249,58 @@ def test_docker_certs_d(
     with RegistryClient(secure_registry.url, replace(options, certs_dir=str(certs))) as client:
         client.ping()
         assert client.base_url() == f"https://{secure_registry.url}"
+
+
+def test_htpasswd_registry_with_blobs_and_uploads_elsewhere(tmp_path: Path) -> None:
+    """A real htpasswd registry behind a front (the origin the client logs in to) that
+    sends blob reads and upload sessions to another port, as a CDN or storage backend
+    would. Login and pulls work end to end, blobs come from the other port without our
+    credentials, and the upload there fails clearly instead of handing it the password."""
+    import base64
+
+    from forwarder import Forwarder
+
+    from helpers.registry import start_registry
+
+    reg = start_registry(tmp_path, htpasswd=("xarch", "hunter2"))
+    cdn_access = "Basic " + base64.b64encode(b"xarch:hunter2").decode()
+    storage = Forwarder(
+        reg.url,
+        # the CDN reaches the registry with its own access, for reads only
+        own_auth=lambda method, path: cdn_access if method in ("GET", "HEAD") else None,
+    ).start()
+    front = Forwarder(reg.url)
+    front.redirect = lambda method, path: (
+        f"http://{storage.address}{path}"
+        if method in ("GET", "HEAD") and "/blobs/sha256:" in path
+        else None
+    )
+    front.rewrite_location = lambda loc: loc.replace(front.address, storage.address)
+    front.start()
+    options = RegistryOptions(auth_config=str(tmp_path / "cfg" / "config.json"), retries=1)
+    image = sample_image("elsewhere")
+    try:
+        with RegistryClient(reg.url, RegistryOptions(credentials=("xarch", "hunter2"))) as direct:
+            push(direct, "team/app", image)
+        login(front.address, "xarch", "hunter2", options)
+        with RegistryClient(front.address, options) as client:
+            assert client.get_manifest("team/app", "v1")[2] == image.manifest.digest
+            for desc, data in image.blobs():
+                assert client.has_blob("team/app", desc.digest)
+                assert client.get_blob_bytes("team/app", desc) == data
+            new = Descriptor.of(mt.OCI_LAYER, b"a layer to push")
+            for monolithic_max in (64 * 1024 * 1024, 0):
+                with pytest.raises(AuthError) as info:
+                    client.upload_blob(
+                        "team/app", new, [b"a layer to push"], monolithic_max=monolithic_max
+                    )
+                assert f"http://{storage.address} answered HTTP 401" in str(info.value)
+        with RegistryClient(reg.url, RegistryOptions(credentials=("xarch", "hunter2"))) as direct:
+            assert not direct.has_blob("team/app", new.digest)
+    finally:
+        front.stop()
+        storage.stop()
+        reg.stop()
+    assert any(r.authorization for r in front.received)  # the front is the registry: it gets them
+    assert {r.method for r in storage.received} >= {"GET", "HEAD", "PUT", "PATCH"}
+    assert [r for r in storage.received if r.authorization] == []

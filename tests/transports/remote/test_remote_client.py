@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from fakeregistry import FakeRegistry, sha256
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from remote_samples import sample_image, seed_image
 
 from xarch.errors import (
@@ -156,6 +158,77 @@ def test_manifest_header_digest_mismatch(fake: FakeRegistry, make_client: MakeCl
     client = make_client(fake, transport=httpx.MockTransport(lying))
     with pytest.raises(IntegrityError):
         client.get_manifest("foo", "v1")
+
+
+_hex = st.text("0123456789abcdef", min_size=64, max_size=64)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(hexpart=_hex, tag=st.sampled_from(["v1", "latest", "1.2.3-rc_1"]))
+def test_lying_head_digest_is_reported_as_the_lie_it_is(
+    tmp_path: Path, hexpart: str, tag: str
+) -> None:
+    """HEAD by tag reports digest X; the registry has no X. That is the registry's wrong
+    digest for the tag (IntegrityError), not a missing manifest."""
+    image = sample_image()
+    lie = f"sha256:{hexpart}"
+    assume(lie != image.manifest.digest)
+    fake = FakeRegistry(manifest_digest_header=lie)
+    seed_image(fake, "foo", image, tag=tag)
+    options = RegistryOptions(
+        transport=fake.transport, sleep=lambda _: None, auth_config=str(tmp_path / "c.json")
+    )
+    with RegistryClient(fake.host, options) as client:
+        desc = client.head_manifest("foo", tag)
+        assert desc is not None and desc.digest == lie
+        with pytest.raises(IntegrityError) as info:
+            client.get_manifest("foo", lie)
+    assert not isinstance(info.value, NotFoundError)
+    assert str(info.value).startswith(
+        f'registry registry.test reported digest {lie} for tag "{tag}" in repository "foo"'
+    )
+
+
+def test_lying_head_digest_through_the_source(fake: FakeRegistry, make_client: MakeClient) -> None:
+    """What a build or copy does: resolve the tag (HEAD), then fetch by digest."""
+    from xarch.oci.reference import Reference
+    from xarch.transports.remote import RemoteSource
+
+    lie = sha256(b"some other manifest")
+    fake.manifest_digest_header = lie
+    seed_image(fake, "foo", sample_image())
+    source = RemoteSource(Reference.parse("registry.test/foo:v1"), client=make_client(fake))
+    with pytest.raises(IntegrityError, match=f'reported digest {lie} for tag "v1"'):
+        source.fetch_manifest(source.resolve())
+
+
+def test_lying_head_digest_serving_other_bytes(fake: FakeRegistry, make_client: MakeClient) -> None:
+    """The registry answers for the reported digest with the tag's real bytes: the mismatch
+    names the tag it was reported for."""
+    image = sample_image()
+    seed_image(fake, "foo", image)
+    lie = sha256(b"x")
+    inner = fake.transport
+
+    def serve_tag_for_lie(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(f"/manifests/{lie}"):
+            request = httpx.Request(request.method, str(request.url).replace(lie, "v1"))
+        resp = inner.handle_request(request)
+        if "/manifests/" in request.url.path:
+            resp.read()
+            headers = {**resp.headers, "docker-content-digest": lie}
+            return httpx.Response(resp.status_code, headers=headers, content=resp.content)
+        return resp
+
+    client = make_client(fake, transport=httpx.MockTransport(serve_tag_for_lie))
+    desc = client.head_manifest("foo", "v1")
+    assert desc is not None and desc.digest == lie
+    with pytest.raises(IntegrityError) as info:
+        client.get_manifest("foo", lie)
+    assert 'reported for tag "v1" by Docker-Content-Digest' in str(info.value)
+    assert f"content hashes to {image.manifest.digest}" in str(info.value)
 
 
 def test_media_type_sniffed_when_generic(fake: FakeRegistry, make_client: MakeClient) -> None:

@@ -106,3 +106,62 @@ def test_access_token_field_and_default_ttl() -> None:
     auth = Authenticator(lambda: None, send, clock=clock)
     auth.challenge = Challenge("bearer", {"realm": "https://auth.test/token"})
     assert auth.authorization(["repository:a:pull"]) == "Bearer oauth"
+
+
+# -- the origin rule ------------------------------------------------------------------------
+
+
+def flow_headers(auth: Authenticator, url: str, preset: str | None = None) -> str | None:
+    """The Authorization the flow puts on a first request to ``url``."""
+    headers = {"Authorization": preset} if preset else {}
+    request = httpx.Request("GET", url, headers=headers)
+    return next(auth.sync_auth_flow(request)).headers.get("authorization")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://cdn.test/v2/a/blobs/x",
+        "https://registry.test:8443/v2/a/blobs/x",
+        "http://registry.test/v2/a/blobs/x",
+        "https://registry.test.evil/v2/",
+        "https://evil.test/?u=https://registry.test",
+    ],
+)
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+def test_flow_signs_nothing_off_its_origin(url: str, scheme: str) -> None:
+    auth, sent = make_auth(Credential("u", "p"), FakeClock())
+    auth.challenge = Challenge(scheme, {"realm": "https://auth.test/token", "service": "svc"})
+    auth.origin = ("https", "registry.test", 443)
+    home = "https://REGISTRY.test:443/v2/a/blobs/x"  # the same origin, spelled differently
+    assert flow_headers(auth, home) in ("Basic dTpw", "Bearer t1")
+    assert flow_headers(auth, url) is None
+    assert flow_headers(auth, url, preset="Basic c3RvbGVu") is None  # stripped, not just unset
+    assert len(sent) <= 1  # no token is fetched for a foreign request
+
+
+def test_nothing_is_signed_before_the_origin_is_known() -> None:
+    auth, sent = make_auth(Credential("u", "p"), FakeClock())
+    assert flow_headers(auth, "https://auth.test/token") is None
+    assert sent == []
+
+
+def test_challenges_from_elsewhere_are_not_learned() -> None:
+    auth, _ = make_auth(Credential("u", "p"), FakeClock())
+    auth.origin = ("https", "registry.test", 443)
+    own = auth.challenge
+    for url in ("https://cdn.test/blob", "http://registry.test/v2/"):
+        answer = httpx.Response(
+            401,
+            headers={"WWW-Authenticate": 'Bearer realm="https://evil.test/token"'},
+            request=httpx.Request("GET", url),
+        )
+        assert auth.learn(answer) is None
+    assert auth.challenge == own
+
+
+def test_a_bearer_challenge_without_realm_is_anonymous_not_a_crash() -> None:
+    auth, sent = make_auth(Credential("u", "p"), FakeClock())
+    auth.challenge = Challenge("bearer", {"service": "svc"})
+    assert auth.authorization(["repository:a:pull"]) is None
+    assert sent == []

@@ -5,6 +5,12 @@ Flow (docker/distribution token auth): a request answered 401 carries a challeng
 the operation needs (all of them in one request, e.g. push on the target and pull on the
 mount source) and replay the request. Tokens are cached per scope set until shortly before
 they expire; a cached token whose scopes are a superset serves narrower requests too.
+
+``Authenticator`` is the client's one ``httpx.Auth`` and the one home of the rule that
+credentials go nowhere else: it answers only for the registry's own origin (scheme, host and
+port, as pinged), learns challenges only from that origin's answers (so a token realm is
+always the one the registry itself named), and strips any Authorization from a request to
+anywhere else, e.g. a blob redirect to a CDN or an upload Location on another host.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import base64
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +30,16 @@ from xarch.transports.remote.credentials import Credential
 _TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # token68 ends at whitespace, a comma or the end; "=" only as trailing padding.
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=\s*(?:,|$))")
+SCOPES = "xarch.scopes"  # request extension: the token scopes the request needs
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    """(scheme, host, port) with the default port filled in: what "the same server" means."""
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme, 0)
 
 
 @dataclass(frozen=True)
@@ -153,13 +169,15 @@ class _CachedToken:
 class TokenFetchError(Exception):
     """Raised by the fetcher; the client turns it into AuthError/NetworkError with context."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, scopes: Sequence[str] = ()) -> None:
         super().__init__(f"token endpoint answered {response.status_code}")
         self.response = response
+        self.scopes = tuple(scopes)
 
 
-class Authenticator:
-    """Holds the registry's challenge, the credentials and the token cache. Thread-safe."""
+class Authenticator(httpx.Auth):
+    """Holds the registry's origin and challenge, the credentials and the token cache, and
+    signs requests to that origin only. Thread-safe."""
 
     def __init__(
         self,
@@ -178,7 +196,55 @@ class Authenticator:
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
         self.challenge: Challenge | None = None
+        # The registry's origin, set once the client has pinged it; until then nothing is signed.
+        self.origin: Origin | None = None
         self._tokens: list[_CachedToken] = []
+
+    # -- the httpx flow ------------------------------------------------------------------
+    def at_home(self, url: httpx.URL) -> bool:
+        return self.origin is not None and origin_of(url) == self.origin
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self.at_home(request.url):
+            # Whatever the request carries, nothing we hold leaves the registry's origin.
+            request.headers.pop("authorization", None)
+            yield request
+            return
+        scopes: tuple[str, ...] = tuple(request.extensions.get(SCOPES, ()))
+        self._sign(request, scopes)
+        response = yield request
+        if response.status_code == 401 and self._answerable(response, scopes):
+            # The registry may name a scope beyond ours (e.g. a mount source): ask for both.
+            assert self.challenge is not None
+            self._sign(request, merge_scopes(scopes, self.challenge.scopes))
+            yield request
+
+    def _sign(self, request: httpx.Request, scopes: Sequence[str]) -> None:
+        authz = self.authorization(scopes)
+        if authz:
+            request.headers["Authorization"] = authz
+        else:
+            request.headers.pop("authorization", None)
+
+    def _answerable(self, response: httpx.Response, scopes: Sequence[str]) -> bool:
+        """A 401 is worth one more try if it carries a challenge we can answer."""
+        before = self.challenge
+        challenge = self.learn(response)
+        if challenge is None:
+            return False
+        if challenge.scheme == "basic":
+            cred = self.credentials()
+            if cred is None or not cred.has_password:
+                return False
+            # Only worth it when we had not been sending basic credentials already.
+            return before is None or before.scheme != "basic"
+        if challenge.scheme == "bearer" and challenge.realm:
+            # An expired token or one lacking a scope: drop what we sent and fetch afresh.
+            self.invalidate(scopes)
+            return True
+        return False
 
     # -- credentials -------------------------------------------------------------------
     def credentials(self) -> Credential | None:
@@ -190,7 +256,10 @@ class Authenticator:
 
     # -- challenge -----------------------------------------------------------------------
     def learn(self, response: httpx.Response) -> Challenge | None:
-        """Record the challenge of a 401 response; returns it (bearer preferred over basic)."""
+        """Record the challenge of a 401 response; returns it (bearer preferred over basic).
+        Only the registry's own answers count: a realm named by anyone else is ignored."""
+        if self.origin is not None and not self.at_home(response.request.url):
+            return None
         challenges = parse_www_authenticate(response.headers.get("www-authenticate", ""))
         chosen = next((c for c in challenges if c.scheme == "bearer"), None) or next(
             (c for c in challenges if c.scheme == "basic"), None
@@ -219,6 +288,8 @@ class Authenticator:
             cred = self.credentials()
             if cred is not None and cred.registry_token:
                 return f"Bearer {cred.registry_token}"
+            if not challenge.realm:
+                return None  # nowhere to ask for a token: go anonymous, the 401 explains
             return f"Bearer {self.token(scopes)}"
         return None
 
@@ -279,14 +350,14 @@ class Authenticator:
             request = httpx.Request("GET", challenge.realm, params=params, headers=headers)
         response = self._send(request)
         if response.status_code != 200:
-            raise TokenFetchError(response)
+            raise TokenFetchError(response, scopes)
         try:
             data: Any = response.json()
         except ValueError as exc:
-            raise TokenFetchError(response) from exc
+            raise TokenFetchError(response, scopes) from exc
         value = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
         if not isinstance(value, str) or not value:
-            raise TokenFetchError(response)
+            raise TokenFetchError(response, scopes)
         expires = data.get("expires_in")
         ttl = float(expires) if isinstance(expires, int | float) and expires > 0 else 60.0
         return value, ttl

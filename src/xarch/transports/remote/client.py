@@ -5,13 +5,17 @@ Design notes (why, not what):
 * Scheme: like docker, https is always tried first; plain http is a fallback only for
   registries marked insecure and for loopback hosts (localhost, 127.0.0.0/8, ::1), which
   docker treats as insecure by default. ``insecure`` also disables TLS verification.
-* Every request names the token scopes it needs; a 401 triggers one re-authentication with
-  the challenge the registry sent. Token fetches happen under a lock so parallel blob
-  workers share one token.
+* The httpx client is layered, one idea per layer: ``auth.Authenticator`` (the httpx.Auth
+  flow: challenge, basic or token, tokens cached per scope, and credentials for the
+  registry's own origin only) over ``retry.RetryTransport`` (the one place a request is
+  replayed) over ``transfer.BoundedTransport`` (minimum rate, deadline, size cap for every
+  body) over the wire. Requests say what they need in ``request.extensions``.
 * Idempotent requests (GET/HEAD/manifest PUT/DELETE/upload POST) retry with backoff on
   connection errors, 429 (Retry-After honoured) and 5xx except 501. Upload PATCH/PUT are
   never replayed blindly: after a failure the client asks the registry how much of the
   session it holds and resumes from there, or restarts the session (monolithic uploads).
+* Redirects are followed here, hop by hop, only for blob reads; each hop goes through the
+  auth flow again, which signs nothing that leaves the registry's origin.
 * Nothing is trusted until its digest matches: manifests are checked against the requested
   digest and Docker-Content-Digest, blobs against the descriptor's size and digest.
 """
@@ -23,9 +27,9 @@ import json
 import re
 import ssl
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 
@@ -43,9 +47,11 @@ from xarch.oci.digest import Digest
 from xarch.oci.manifest import canonical_json
 from xarch.transports.remote import credentials as creds
 from xarch.transports.remote.auth import (
+    SCOPES,
     Authenticator,
     TokenFetchError,
     merge_scopes,
+    origin_of,
     pull_scope,
     push_scope,
 )
@@ -62,17 +68,29 @@ from xarch.transports.remote.options import (
 )
 from xarch.transports.remote.referrers import artifact_descriptor, referrers_tag, subject_of
 from xarch.transports.remote.retry import (
-    backoff_delay,
+    REPLAY,
+    Replay,
+    RetryPolicy,
+    RetryTransport,
     is_connection_refused,
     is_retryable_status,
     is_tls_error,
     is_transient_exception,
-    parse_retry_after,
+)
+from xarch.transports.remote.transfer import (
+    DEADLINE,
+    MAX_BYTES,
+    WHAT,
+    BoundedTransport,
+    ClientTransport,
+    TransferLimits,
 )
 
 MAX_MANIFEST_SIZE = 8 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 _MAX_PAGES = 10_000
+_MAX_REDIRECTS = 10
+_ERROR_BODY_MAX = 64 * 1024
 _DOCKER_HUB_API = "registry-1.docker.io"
 _LINK_RE = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 _REL_NEXT_RE = re.compile(r"""rel\s*=\s*"?([^";]*)"?""")
@@ -82,6 +100,10 @@ _REPO_RE = re.compile(
 )
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
+# Headers a redirect hop must not carry over: they belong to the first server.
+_HOP_DROPPED = frozenset({"authorization", "cookie", "host", "content-length"})
+
+T = TypeVar("T")
 
 
 def api_host(registry: str) -> str:
@@ -136,6 +158,24 @@ def _url_for_error(url: httpx.URL) -> str:
     return url.copy_with(query=None).path
 
 
+def _join(base: httpx.URL, location: str) -> httpx.URL:
+    """A Location or Link target against the URL it came from, without any userinfo in it
+    (``https://user:pw@host/`` would otherwise become a Basic header of its own)."""
+    url = base.join(location)
+    return url.copy_with(username=None, password=None) if url.userinfo else url
+
+
+def _error_body(resp: httpx.Response) -> bytes:
+    """At most ``_ERROR_BODY_MAX`` bytes of an error answer; what cannot be read is b""."""
+    buf = bytearray()
+    try:
+        for chunk in resp.iter_bytes():
+            buf += chunk
+            if len(buf) >= _ERROR_BODY_MAX:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
+    return bytes(buf[:_ERROR_BODY_MAX])
 class RegistryClient:
     """Distribution-spec client for one registry host; thread-safe for parallel transfers."""
 
@@ -152,21 +192,33 @@ class RegistryClient:
         self.on_event = on_event
         self._base: str | None = None
         self._ping_lock = threading.Lock()
+        o = self.options
+        self._retry = RetryPolicy(
+            o.retries, o.backoff_base, o.backoff_max, o.sleep, self._notify_retry
+        )
+        self._limits = TransferLimits(
+            o.min_rate, o.rate_window, o.transfer_deadline, clock=o.clock
+        )
+        # (repository, digest) -> the tag whose HEAD reported that digest
+        self._reported: dict[tuple[str, str], str] = {}
         self._http = self._make_http()
         self._auth = Authenticator(self._load_credentials, self._send_token_request)
 
     # -- plumbing ------------------------------------------------------------------------
     def _make_http(self) -> httpx.Client:
         o = self.options
-        limits = httpx.Limits(
-            max_connections=max(4, o.parallelism * 2),
-            max_keepalive_connections=max(2, o.parallelism),
-        )
+        wire: httpx.BaseTransport
+        if o.transport is not None:
+            wire = o.transport
+        else:
+            limits = httpx.Limits(
+                max_connections=max(4, o.parallelism * 2),
+                max_keepalive_connections=max(2, o.parallelism),
+            )
+            wire = ClientTransport(httpx.Client(verify=self._verify(), limits=limits))
         return httpx.Client(
-            transport=o.transport,
-            verify=self._verify(),
+            transport=RetryTransport(BoundedTransport(wire, self._limits), self._retry),
             timeout=httpx.Timeout(o.timeout),
-            limits=limits,
             headers={"User-Agent": o.user_agent},
             follow_redirects=False,
         )
@@ -216,22 +268,18 @@ class RegistryClient:
         if self.on_event is not None:
             self.on_event(TransferEvent(kind, digest, size, detail))
 
-    def _wait(self, attempt: int, retry_after: float | None, what: str) -> None:
-        o = self.options
-        delay = backoff_delay(attempt, o.backoff_base, o.backoff_max)
-        if retry_after is not None:
-            # Honour the registry's wish, but never hang for hours on a hostile header.
-            delay = min(max(retry_after, 0.0), max(o.backoff_max, 60.0))
-        self._emit(
-            "retry",
-            None,
-            0,
-            f"{what} (attempt {attempt + 2}/{o.retries + 1}, waiting {delay:.1f}s)",
-        )
-        o.sleep(delay)
+    def _notify_retry(self, detail: str) -> None:
+        self._emit("retry", None, 0, detail)
 
     def _login_hint(self) -> str:
         return f"run `xarch login {self.registry}`"
+
+    def _foreign(self, url: httpx.URL) -> str | None:
+        """``scheme://host[:port]`` of a URL off the registry's origin; None when it is home
+        (or before the ping, when there is no home yet)."""
+        if self._auth.origin is None or self._auth.at_home(url):
+            return None
+        return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
 
     def _network_error(self, exc: BaseException, host: str | None = None) -> NetworkError:
         target = host or self.registry
@@ -276,43 +324,22 @@ class RegistryClient:
         first_exc: BaseException | None = None
         for scheme in schemes:
             url = f"{scheme}://{self.host}/v2/"
-            attempt = 0
-            while True:
-                try:
-                    resp = self._http.get(url)
-                except httpx.TransportError as exc:
-                    last_exc = exc
-                    first_exc = first_exc or exc
-                    # TLS failures and refusals will not heal by waiting: try the next scheme.
-                    if (
-                        is_transient_exception(exc)
-                        and not is_connection_refused(exc)
-                        and attempt < self.options.retries
-                    ):
-                        self._wait(attempt, None, f"GET {url}: {exc}")
-                        attempt += 1
-                        continue
-                    break
-                if is_retryable_status(resp.status_code) and attempt < self.options.retries:
-                    self._wait(
-                        attempt,
-                        parse_retry_after(resp.headers.get("retry-after")),
-                        f"GET {url}: HTTP {resp.status_code}",
-                    )
-                    attempt += 1
-                    continue
-                if (
-                    scheme == "http"
-                    and first_exc is not None
-                    and resp.status_code not in (200, 401)
-                ):
-                    # Plain HTTP reached something that is not a registry (typically the TLS
-                    # port answering "HTTP request to an HTTPS server"): the https error is
-                    # the one worth reporting.
-                    resp.close()
-                    raise self._network_error(first_exc) from first_exc
-                self._accept_ping(scheme, resp)
-                return
+            # A probe: TLS failures and refusals will not heal by waiting, try the next scheme.
+            request = self._http.build_request("GET", url, extensions={REPLAY: Replay.PROBE})
+            try:
+                resp = self._http.send(request)
+            except httpx.TransportError as exc:
+                last_exc = exc
+                first_exc = first_exc or exc
+                continue
+            if scheme == "http" and first_exc is not None and resp.status_code not in (200, 401):
+                # Plain HTTP reached something that is not a registry (typically the TLS
+                # port answering "HTTP request to an HTTPS server"): the https error is
+                # the one worth reporting.
+                resp.close()
+                raise self._network_error(first_exc) from first_exc
+            self._accept_ping(scheme, resp)
+            return
         assert last_exc is not None and first_exc is not None
         # Report the https failure when it was a TLS problem (the interesting one), else the last.
         raise self._network_error(
@@ -322,10 +349,12 @@ class RegistryClient:
         ) from last_exc
 
     def _accept_ping(self, scheme: str, resp: httpx.Response) -> None:
+        if resp.status_code not in (200, 401):
+            self._raise(resp, "checking the registry API at /v2/")
+        # This origin is the registry: the one place its credentials may go.
+        self._auth.origin = origin_of(resp.request.url)
         if resp.status_code == 401:
             self._auth.learn(resp)
-        elif resp.status_code != 200:
-            self._raise(resp, "checking the registry API at /v2/")
         self._base = f"{scheme}://{self.host}"
 
     def verify_login(self) -> None:
@@ -346,17 +375,11 @@ class RegistryClient:
         if resp.status_code != 200:
             self._raise(resp, "logging in")
 
-    # -- the request loop ----------------------------------------------------------------
-    def _url(self, path: str) -> str:
+    # -- sending -------------------------------------------------------------------------
+    def _url(self, path: str) -> httpx.URL:
         if path.startswith(("http://", "https://")):
-            return path
-        return self.base_url() + path
-
-    def _authorization(self, scopes: Sequence[str]) -> str | None:
-        try:
-            return self._auth.authorization(scopes)
-        except TokenFetchError as exc:
-            self._token_failed(exc.response, scopes)
+            return _join(httpx.URL(path), "")
+        return httpx.URL(self.base_url() + path)
 
     def _token_failed(self, resp: httpx.Response, scopes: Sequence[str]) -> NoReturn:
         resp.read()
@@ -381,25 +404,15 @@ class RegistryClient:
         raise RegistryError(message, code=code, status=resp.status_code)
 
     def _send_token_request(self, request: httpx.Request) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                resp = self._http.send(request)
-            except httpx.TransportError as exc:
-                if is_transient_exception(exc) and attempt < self.options.retries:
-                    self._wait(attempt, None, f"token request: {exc}")
-                    attempt += 1
-                    continue
-                raise self._network_error(exc, request.url.host) from exc
-            if is_retryable_status(resp.status_code) and attempt < self.options.retries:
-                self._wait(
-                    attempt,
-                    parse_retry_after(resp.headers.get("retry-after")),
-                    f"token request: HTTP {resp.status_code}",
-                )
-                attempt += 1
-                continue
-            return resp
+        """The token flow's own request (its Basic header, if any, is the token flow's to
+        set): no auth flow on top, but the same retries and transfer bounds."""
+        request.extensions.setdefault("timeout", httpx.Timeout(self.options.timeout).as_dict())
+        request.extensions[WHAT] = f"token request to {request.url.host} for {self.registry}"
+        request.headers.setdefault("User-Agent", self.options.user_agent)
+        try:
+            return self._http.send(request)
+        except httpx.TransportError as exc:
+            raise self._network_error(exc, request.url.host) from exc
 
     def _send(
         self,
@@ -413,73 +426,72 @@ class RegistryClient:
         stream: bool = False,
         retry: bool = True,
         follow_redirects: bool = False,
+        what: str | None = None,
+        deadline: float | None = None,
+        unbounded: bool = False,
     ) -> httpx.Response:
-        """Send with auth; retries transient failures when ``retry``. Returns any status."""
-        url = self._url(path)
-        attempt = 0
-        reauthed = False
-        while True:
-            hdrs = dict(headers or {})
-            authz = self._authorization(scopes)
-            if authz:
-                hdrs["Authorization"] = authz
-            request = self._http.build_request(
-                method, url, headers=hdrs, params=params, content=content
-            )
+        """Send through the auth flow; ``retry`` lets the transport replay it. Returns any
+        status. ``what`` names the transfer in errors, ``deadline`` (a ``clock`` time) bounds
+        it across requests, ``unbounded`` lifts the body size cap (the caller checks)."""
+        extensions: dict[str, Any] = {
+            SCOPES: tuple(scopes),
+            REPLAY: Replay.YES if retry else Replay.NO,
+        }
+        if what:
+            extensions[WHAT] = what
+        if deadline is not None:
+            extensions[DEADLINE] = deadline
+        if unbounded:
+            extensions[MAX_BYTES] = None
+        request = self._http.build_request(
+            method, self._url(path), headers=headers, params=params, content=content,
+            extensions=extensions,
+        )
+        for _ in range(_MAX_REDIRECTS + 1):
             try:
-                resp = self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+                resp = self._http.send(request, auth=self._auth, stream=stream)
+            except TokenFetchError as exc:
+                self._token_failed(exc.response, exc.scopes or scopes)
             except httpx.TransportError as exc:
-                if retry and is_transient_exception(exc) and attempt < self.options.retries:
-                    self._wait(attempt, None, f"{method} {_url_for_error(request.url)}: {exc}")
-                    attempt += 1
-                    continue
-                raise self._network_error(exc) from exc
-            if resp.status_code == 401 and not reauthed and self._should_reauth(resp, scopes):
-                resp.close()
-                reauthed = True
-                # The registry may name a scope beyond ours (e.g. a mount source): ask for both.
-                assert self._auth.challenge is not None
-                scopes = merge_scopes(scopes, self._auth.challenge.scopes)
-                continue
-            if retry and is_retryable_status(resp.status_code) and attempt < self.options.retries:
-                retry_after = parse_retry_after(resp.headers.get("retry-after"))
-                resp.close()
-                self._wait(
-                    attempt,
-                    retry_after,
-                    f"{method} {_url_for_error(request.url)}: HTTP {resp.status_code}",
-                )
-                attempt += 1
-                continue
-            return resp
+                off_host = self._foreign(request.url) is not None
+                raise self._network_error(exc, request.url.host if off_host else None) from exc
+            if not (follow_redirects and resp.has_redirect_location):
+                return resp
+            resp.close()
+            request = self._redirected(request, resp)
+        raise RegistryError(
+            f"registry {self.registry}: more than {_MAX_REDIRECTS} redirects"
+            f" while {what or method + ' ' + _url_for_error(request.url)}"
+        )
 
-    def _should_reauth(self, resp: httpx.Response, scopes: Sequence[str]) -> bool:
-        """A 401 is worth one more try if it carries a challenge we can answer."""
-        before = self._auth.challenge
-        challenge = self._auth.learn(resp)
-        if challenge is None:
-            return False
-        if challenge.scheme == "basic":
-            cred = self._auth.credentials()
-            if cred is None or not cred.has_password:
-                return False
-            # Only worth it when we had not been sending basic credentials already.
-            return before is None or before.scheme != "basic"
-        if challenge.scheme == "bearer":
-            # An expired token or one lacking a scope: drop what we sent and fetch afresh.
-            self._auth.invalidate(scopes)
-            return True
-        return False
+    def _redirected(self, request: httpx.Request, resp: httpx.Response) -> httpx.Request:
+        """The next hop of a redirect (blob reads only). It keeps the request's own headers
+        (Range, Accept-Encoding) but none that belong to the first server; whether it may
+        carry credentials is the auth flow's decision, made again for this hop."""
+        method = "GET" if resp.status_code == 303 and request.method != "HEAD" else request.method
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_DROPPED}
+        return self._http.build_request(
+            method,
+            _join(request.url, resp.headers["location"]),
+            headers=headers,
+            extensions=request.extensions,
+        )
 
     def _raise(self, resp: httpx.Response, what: str, *, missing: str | None = None) -> NoReturn:
         """Turn a non-success response into the right XarchError (reads the body)."""
         try:
-            body = resp.read()
-        except httpx.HTTPError:
-            body = b""
+            body = _error_body(resp)
         finally:
             resp.close()
         status = resp.status_code
+        foreign = self._foreign(resp.request.url)
+        if status in (401, 403) and foreign is not None:
+            raise RegistryAuthError(
+                f"registry {self.registry}: {foreign} answered HTTP {status} while {what}",
+                status=status,
+                hint=f"the registry sent xarch there, and credentials go only to {self._base}:"
+                " check the registry's external URL (e.g. distribution's http.host)",
+            )
         context = missing if status == 404 and missing else what
         message, code = describe_error(self.registry, status, resp.reason_phrase, body, context)
         if status == 404:
@@ -534,8 +546,18 @@ class RegistryClient:
             scopes=[pull_scope(repo)],
             headers={"Accept": mt.ACCEPT_MANIFESTS},
             stream=True,
+            what=f'manifest "{ref}" from registry {self.registry} repository "{repo}"',
         )
         try:
+            if resp.status_code == 404 and (repo, ref) in self._reported:
+                resp.close()
+                tag = self._reported[(repo, ref)]
+                # Without this the lie reads "manifest not found", which blames the wrong thing.
+                raise IntegrityError(
+                    f'registry {self.registry} reported digest {ref} for tag "{tag}" in'
+                    f' repository "{repo}" (Docker-Content-Digest), but has no manifest {ref}',
+                    hint="its Docker-Content-Digest header is wrong, or the tag moved meanwhile",
+                )
             if resp.status_code != 200:
                 self._raise(resp, what, missing=self._missing_manifest(repo, ref))
             raw = self._read_limited(resp, MAX_MANIFEST_SIZE, what)
@@ -584,7 +606,11 @@ class RegistryClient:
             want = Digest.parse(ref)
             got = Digest.from_bytes(raw, want.algorithm)
             if got != want:
-                raise IntegrityError(f"{where} does not match its digest: content hashes to {got}")
+                tag = self._reported.get((repo, ref))
+                reported = f' (reported for tag "{tag}" by Docker-Content-Digest)' if tag else ""
+                raise IntegrityError(
+                    f"{where}{reported} does not match its digest: content hashes to {got}"
+                )
             result = want
         if header:
             try:
@@ -629,6 +655,9 @@ class RegistryClient:
             raise IntegrityError(
                 f'manifest "{ref}" in registry {self.registry} repository "{repo}": registry reports digest {digest}'
             )
+        if not self._is_digest(ref):
+            # Unverifiable until the manifest is fetched by this digest: remember who said it.
+            self._reported[(repo, str(digest))] = ref
         return Descriptor(media_type, digest, int(length or "0"))
 
     def put_manifest(
@@ -692,6 +721,7 @@ class RegistryClient:
             self._path(repo, "blobs", digest),
             scopes=[pull_scope(repo)],
             follow_redirects=True,
+            what=f'checking blob {digest} in registry {self.registry} repository "{repo}"',
         )
         resp.close()
         if resp.status_code == 200:
@@ -714,6 +744,9 @@ class RegistryClient:
         path = self._path(repo, "blobs", str(desc.digest))
         what = f'fetching blob {desc.digest} from repository "{repo}"'
         where = f'blob {desc.digest} from registry {self.registry} repository "{repo}"'
+        # One deadline for the whole blob, however many resumed requests it takes.
+        limit = self._limits.deadline
+        deadline = None if limit is None else self._limits.clock() + limit
         while True:
             # Blobs are already compressed; identity keeps a proxy from re-encoding the bytes
             # the digest describes, and iter_raw never decodes them.
@@ -727,6 +760,9 @@ class RegistryClient:
                 headers=headers,
                 stream=True,
                 follow_redirects=True,
+                what=where,
+                deadline=deadline,
+                unbounded=True,  # checked against the descriptor below
             )
             try:
                 if resp.status_code == 206 and received:
@@ -766,8 +802,8 @@ class RegistryClient:
                         yield chunk
                 except httpx.TransportError as exc:
                     if is_transient_exception(exc) and attempt < self.options.retries:
-                        self._wait(
-                            attempt, None, f"resuming {desc.digest} at byte {received}: {exc}"
+                        self._retry.pause(
+                            attempt, f"resuming {desc.digest} at byte {received}: {exc}"
                         )
                         attempt += 1
                         continue
@@ -776,10 +812,8 @@ class RegistryClient:
                 resp.close()
             if received < desc.size:
                 if attempt < self.options.retries:
-                    self._wait(
-                        attempt,
-                        None,
-                        f"{desc.digest} ended early at byte {received} of {desc.size}",
+                    self._retry.pause(
+                        attempt, f"{desc.digest} ended early at byte {received} of {desc.size}"
                     )
                     attempt += 1
                     continue
@@ -858,48 +892,83 @@ class RegistryClient:
             raise RegistryError(
                 f"registry {self.registry}: no Location header in the response while {what}"
             )
-        return str(resp.request.url.join(loc))
+        return str(_join(resp.request.url, loc))
 
-    def _upload_monolithic(self, repo: str, desc: Descriptor, data: _Body) -> None:
-        what = f'uploading blob {desc.digest} to repository "{repo}"'
-        attempt = 0
+    def _recovering(
+        self,
+        what: str,
+        send: Callable[[], httpx.Response],
+        ok: Callable[[httpx.Response], T | None],
+        recover: Callable[[], T | None],
+        retrying: str,
+    ) -> T:
+        """One upload step that must never be replayed blindly (the transport does not): on
+        a transient failure wait as the retry policy says, then ``recover`` asks the
+        registry what it holds. ``ok`` judges an answer (None: not a success); a result of
+        ``recover`` ends the step, None sends it again, an exception gives up."""
+        failures = 0
         while True:
-            loc = self._start_upload(repo)
-            url = httpx.URL(loc).copy_merge_params({"digest": str(desc.digest)})
             failure: str
             try:
-                resp = self._send(
-                    "PUT",
-                    str(url),
-                    scopes=[push_scope(repo)],
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        # An explicit length: httpx then sends the iterable body as is, not
-                        # chunked (registries expect a sized monolithic PUT).
-                        "Content-Length": str(data.size),
-                    },
-                    content=data,
-                    retry=False,
-                )
+                resp = send()
             except NetworkError as exc:
                 failure = str(exc)
             else:
-                if resp.status_code in (201, 204):
+                result = ok(resp)
+                if result is not None:
                     resp.close()
-                    self._check_blob_digest_header(resp, desc)
-                    return
+                    return result
                 if not is_retryable_status(resp.status_code):
                     self._raise(resp, what)
                 resp.close()
                 failure = f"HTTP {resp.status_code}"
-            if attempt >= self.options.retries:
+            if failures >= self.options.retries:
                 raise NetworkError(
-                    f"registry {self.registry}: {what} failed after {attempt + 1} attempts: {failure}"
+                    f"registry {self.registry}: {what} failed after {failures + 1} attempts:"
+                    f" {failure}"
                 )
-            self._wait(attempt, None, f"restarting upload of {desc.digest}: {failure}")
-            attempt += 1
+            self._retry.pause(failures, f"{retrying}: {failure}")
+            failures += 1
+            result = recover()
+            if result is not None:
+                return result
+
+    def _upload_monolithic(self, repo: str, desc: Descriptor, data: _Body) -> None:
+        what = f'uploading blob {desc.digest} to repository "{repo}"'
+        session = [self._start_upload(repo)]
+
+        def put() -> httpx.Response:
+            url = httpx.URL(session[0]).copy_merge_params({"digest": str(desc.digest)})
+            return self._send(
+                "PUT",
+                str(url),
+                scopes=[push_scope(repo)],
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    # An explicit length: httpx then sends the iterable body as is, not
+                    # chunked (registries expect a sized monolithic PUT).
+                    "Content-Length": str(data.size),
+                },
+                content=data,
+                retry=False,
+            )
+
+        def recover() -> bool | None:
             if self.has_blob(repo, desc.digest):
-                return  # the failed PUT landed after all
+                return True  # the failed PUT landed after all
+            session[0] = self._start_upload(repo)
+            return None
+
+        self._recovering(
+            what, put, lambda r: self._committed(r, desc), recover,
+            f"restarting upload of {desc.digest}",
+        )
+
+    def _committed(self, resp: httpx.Response, desc: Descriptor) -> bool | None:
+        if resp.status_code not in (201, 204):
+            return None
+        self._check_blob_digest_header(resp, desc)
+        return True
 
     def _check_blob_digest_header(self, resp: httpx.Response, desc: Descriptor) -> None:
         claimed = resp.headers.get("docker-content-digest")
@@ -938,53 +1007,46 @@ class RegistryClient:
 
     def _patch(self, repo: str, desc: Descriptor, loc: str, piece: bytes, offset: int) -> str:
         end = offset + len(piece)
-        what = f'uploading blob {desc.digest} to repository "{repo}"'
-        attempt = 0
-        while True:
-            failure: str
-            try:
-                resp = self._send(
-                    "PATCH",
-                    loc,
-                    scopes=[push_scope(repo)],
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{end - 1}",
-                    },
-                    content=piece,
-                    retry=False,
+        what = f'uploading blob {desc.digest} to repository "{repo}" at byte {offset}'
+
+        def patch() -> httpx.Response:
+            return self._send(
+                "PATCH",
+                loc,
+                scopes=[push_scope(repo)],
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{end - 1}",
+                },
+                content=piece,
+                retry=False,
+            )
+
+        def accepted(resp: httpx.Response) -> str | None:
+            if resp.status_code not in (202, 204):
+                return None
+            held = parse_range_end(resp.headers.get("range"))
+            if held is not None and held != end:
+                raise RegistryError(
+                    f"registry {self.registry}: upload of {desc.digest} holds {held} bytes, expected {end}"
                 )
-            except NetworkError as exc:
-                failure = str(exc)
-            else:
-                if resp.status_code in (202, 204):
-                    resp.close()
-                    held = parse_range_end(resp.headers.get("range"))
-                    if held is not None and held != end:
-                        raise RegistryError(
-                            f"registry {self.registry}: upload of {desc.digest} holds {held} bytes, expected {end}"
-                        )
-                    return self._location(resp, what) if resp.headers.get("location") else loc
-                if not is_retryable_status(resp.status_code):
-                    self._raise(resp, what)
-                resp.close()
-                failure = f"HTTP {resp.status_code}"
-            if attempt >= self.options.retries:
-                raise NetworkError(
-                    f"registry {self.registry}: {what} failed at byte {offset}: {failure}"
-                )
-            self._wait(attempt, None, f"chunk {offset}-{end - 1} of {desc.digest}: {failure}")
-            attempt += 1
+            return self._location(resp, what) if resp.headers.get("location") else loc
+
+        def recover() -> str | None:
             # Never re-send blindly: ask how much the registry holds, then resend or move on.
             held = self._upload_status(repo, loc)
             if held == end:
                 return loc
             if held == offset or (held == 1 and offset == 0):  # distribution says "0-0" for empty
-                continue
+                return None
             raise NetworkError(
                 f"registry {self.registry}: upload session for {desc.digest} was lost after a failed chunk",
                 hint="retry the push",
             )
+
+        return self._recovering(
+            what, patch, accepted, recover, f"chunk {offset}-{end - 1} of {desc.digest}"
+        )
 
     def _upload_status(self, repo: str, loc: str) -> int | None:
         try:
@@ -999,40 +1061,30 @@ class RegistryClient:
     def _finish_upload(self, repo: str, desc: Descriptor, loc: str) -> None:
         what = f'committing blob {desc.digest} in repository "{repo}"'
         url = str(httpx.URL(loc).copy_merge_params({"digest": str(desc.digest)}))
-        attempt = 0
-        while True:
-            failure: str
-            try:
-                resp = self._send(
-                    "PUT",
-                    url,
-                    scopes=[push_scope(repo)],
-                    headers={"Content-Type": "application/octet-stream"},
-                    content=b"",
-                    retry=False,
-                )
-            except NetworkError as exc:
-                failure = str(exc)
-            else:
-                if resp.status_code in (201, 204):
-                    resp.close()
-                    self._check_blob_digest_header(resp, desc)
-                    return
-                if not is_retryable_status(resp.status_code):
-                    self._raise(resp, what)
-                resp.close()
-                failure = f"HTTP {resp.status_code}"
-            if attempt >= self.options.retries:
-                raise NetworkError(f"registry {self.registry}: {what} failed: {failure}")
-            self._wait(attempt, None, f"committing {desc.digest}: {failure}")
-            attempt += 1
+
+        def put() -> httpx.Response:
+            return self._send(
+                "PUT",
+                url,
+                scopes=[push_scope(repo)],
+                headers={"Content-Type": "application/octet-stream"},
+                content=b"",
+                retry=False,
+            )
+
+        def recover() -> bool | None:
             if self.has_blob(repo, desc.digest):
-                return
+                return True
             if self._upload_status(repo, loc) != desc.size:
                 raise NetworkError(
                     f"registry {self.registry}: upload session for {desc.digest} was lost",
                     hint="retry the push",
                 )
+            return None
+
+        self._recovering(
+            what, put, lambda r: self._committed(r, desc), recover, f"committing {desc.digest}"
+        )
 
     def _cancel_upload(self, repo: str, loc: str) -> None:
         try:

@@ -22,7 +22,12 @@ class RegistryOptions:
 
     ``insecure`` allows plain HTTP and skips TLS verification for this registry. Loopback
     registries (localhost, 127.0.0.1, ::1) may fall back to plain HTTP without it, as docker
-    does. ``transport`` and ``sleep`` are test seams.
+    does. ``transport``, ``sleep`` and ``clock`` are test seams.
+
+    Transfers are bounded: a response body slower than ``min_rate`` bytes/s over any
+    ``rate_window`` seconds is aborted (0 disables), and a blob (across its resumed requests)
+    or any other body must be complete within ``transfer_deadline`` seconds (None disables).
+    ``timeout`` bounds each connect/read/write on its own, which a trickle never trips.
     """
 
     insecure: bool = False
@@ -34,6 +39,9 @@ class RegistryOptions:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     timeout: float = 60.0
+    min_rate: float = 1024.0
+    rate_window: float = 30.0
+    transfer_deadline: float | None = 6 * 3600.0
     chunk_size: int = 16 * MiB
     user_agent: str = f"xarch/{__version__}"
     # Path to a docker config.json; None means $DOCKER_CONFIG/config.json or ~/.docker/config.json.
@@ -42,6 +50,7 @@ class RegistryOptions:
     credentials: tuple[str, str] | None = None
     transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 _VERBS = {
