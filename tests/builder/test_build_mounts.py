@@ -185,3 +185,44 @@ RUN --mount=type=cache,id={cid},target=/c,ro ls /c | tr '\\n' ' ' > /ls && (echo
         assert (fs / "got").read_text() == "seeded\n"
         assert (fs / "ls").read_text().split() == ["m", "s"]
         assert (fs / "ro").read_text() == "readonly\n"
+
+
+@pytest.mark.parametrize(
+    ("swap", "mount"),
+    [
+        # mv, not rm: a directory holding mount points moves (with them), it cannot be
+        # removed; the runtime created these dirs in this step (no lower copy: rename works)
+        ("mv /etc /etc.old && ln -s {canary}/etc /etc", ""),  # the automatic /etc/hosts mount
+        ("mv /etc /etc.old && ln -s ../../../../../..{canary}/etc /etc", ""),
+        ("mv /run /run.old && ln -s {canary}/run /run", "--mount=type=tmpfs,target=/run/secrets/tok "),
+        ("mv /c /c.old && ln -s {canary}/c /c", "--mount=type=cache,target=/c/d/e "),
+        ("mv /t/u /t/u.old && ln -s {canary}/t/u /t/u", "--mount=type=tmpfs,target=/t/u/v "),
+        ("mv /etc /etc.old && ln -s / /etc", ""),  # to the root: still inside, nothing lost
+    ],
+)
+def test_run_that_symlinks_a_stub_parent_leaves_the_host_alone(
+    benv: BuildEnv, tmp_path: Path, swap: str, mount: str
+) -> None:
+    """CVE-2024-23652 class: the step replaces a mount stub's parent with a symlink to a host
+    path; the stub clean-up after the step must not remove the host's (empty) entries."""
+    canary = tmp_path / f"canary-{uuid.uuid4().hex[:8]}"
+    made = []
+    for rel, kind in [("etc", "d"), ("etc/hosts", "f"), ("etc/resolv.conf", "f"), ("run", "d"),
+                      ("run/secrets", "d"), ("run/secrets/tok", "f"), ("c", "d"), ("c/d", "d"),
+                      ("c/d/e", "d"), ("t", "d"), ("t/u", "d"), ("t/u/v", "d")]:  # fmt: skip
+        p = canary / rel
+        p.mkdir(parents=True) if kind == "d" else p.touch()
+        made.append(p)
+    (canary / "run/secrets/tok").unlink()
+    (canary / "run/secrets/tok").mkdir()  # a tmpfs target: a dir stub
+    # a base with no /etc, /run, /c, /t: the runtime makes every target's parents as stubs,
+    # and the step swaps them for links to the host while its mounts are in place
+    df = (
+        f"FROM {benv.base} AS b\n"
+        "FROM scratch\n"
+        "COPY --from=b /bin /bin\n"
+        f"RUN {mount}sh -c '{swap.format(canary=canary)}'\n"
+    )
+    benv.build(tmp_path, df)
+    for p in made:
+        assert os.path.lexists(p), f"the build removed host entry {p}"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from xarch.archive.entry import EntryType, TarEntry
+from xarch.archive.safepath import short_name
 from xarch.archive.tarwriter import (
     clamp_mtime,
     default_xattr_filter,
@@ -53,7 +54,7 @@ def diff_overlay_upper(
         bad = overlay_unsupported_xattr(full)
         if bad is not None:
             raise InputError(
-                f"overlay upperdir {root}: {rel!r} carries {bad}; mount the overlay with "
+                f"overlay upperdir {root}: {short_name(rel)} carries {bad}; mount the overlay with "
                 "redirect_dir=off,metacopy=off or use the copy-based differ"
             )
         if is_overlay_whiteout(full, st):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from xarch.archive.safepath import short_name
 from xarch.errors import InputError
 
 
@@ -52,13 +53,13 @@ class TarEntry:
     def __post_init__(self) -> None:
         if not self.path or self.path.startswith("/") or self.path.endswith("/"):
             raise InputError(
-                f"invalid layer entry path {self.path!r}: must be relative, no trailing '/'"
+                f"invalid layer entry path {short_name(self.path)}: must be relative, no trailing '/'"
             )
         if self.type is not EntryType.FILE and self.size:
-            raise InputError(f"layer entry {self.path!r}: only regular files have a size")
+            raise InputError(f"layer entry {short_name(self.path)}: only regular files have a size")
         if self.data is not None and len(self.data) != self.size:
             raise InputError(
-                f"layer entry {self.path!r}: size {self.size} != len(data) {len(self.data)}"
+                f"layer entry {short_name(self.path)}: size {self.size} != len(data) {len(self.data)}"
             )
 
     @property
@@ -78,7 +79,9 @@ class TarEntry:
         if self.source is None:
             if self.size == 0:
                 return io.BytesIO(b"")
-            raise InputError(f"layer entry {self.path!r} has size {self.size} but no content")
+            raise InputError(
+                f"layer entry {short_name(self.path)} has size {self.size} but no content"
+            )
         return open(self.source, "rb")
 
     def chunks(self, bufsize: int = 1 << 20) -> Iterator[bytes]:

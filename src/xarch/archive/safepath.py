@@ -34,8 +34,29 @@ MAX_SYMLINKS = 255
 _ALREADY_CLEAN = re.compile(r"(?!\.\.?(?:/|\Z))[^/\x00]+(?:/(?!\.\.?(?:/|\Z))[^/\x00]+)*")
 
 
+# Names in error messages are cut here: a hostile archive's 20 KB name must not make a 20 KB
+# error line (the size says how much was left out).
+MAX_SHOWN_NAME = 100
+
+
+def short_name(name: str, limit: int = MAX_SHOWN_NAME) -> str:
+    """``repr(name)`` for a message, cut after ``limit`` characters: ``'aaa…'…(20480 bytes)``."""
+    if len(name) <= limit:
+        return repr(name)
+    try:
+        size = len(name.encode("utf-8", "surrogateescape"))  # the bytes the archive held
+    except UnicodeEncodeError:
+        size = len(name.encode("utf-8", "surrogatepass"))
+    return f"{name[:limit]!r}…({size} bytes)"
+
+
 class UnsafePathError(IntegrityError):
-    """A path (tar entry name, link target) would escape the root it belongs to."""
+    """A path (tar entry name, link target) would escape the root it belongs to; ``reason``
+    is the message without the name."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def clean_name(name: str, *, what: str = "entry") -> str:
@@ -46,17 +67,16 @@ def clean_name(name: str, *, what: str = "entry") -> str:
     if _ALREADY_CLEAN.fullmatch(name):
         return name  # the common case (one C-level match instead of a Python loop)
     if "\x00" in name:
-        raise UnsafePathError(f"unsafe tar {what} {name!r}: name contains a NUL byte")
+        why = "name contains a NUL byte"
+        raise UnsafePathError(f"unsafe tar {what} {short_name(name)}: {why}", reason=why)
     out: list[str] = []
     for comp in name.split("/"):
         if comp in ("", "."):
             continue
         if comp == "..":
             if not out:
-                raise UnsafePathError(
-                    f"unsafe tar {what} {name!r}: '..' climbs above the extraction root "
-                    "(the archive is malformed or malicious)"
-                )
+                why = "'..' climbs above the extraction root (the archive is malformed or malicious)"
+                raise UnsafePathError(f"unsafe tar {what} {short_name(name)}: {why}", reason=why)
             out.pop()
             continue
         out.append(comp)
@@ -94,11 +114,16 @@ def safe_join(
     being clamped (used for links an untrusted archive has just created itself).
     """
     if "\x00" in name:
-        raise UnsafePathError(f"unsafe path {name!r}: contains a NUL byte")
+        raise UnsafePathError(
+            f"unsafe path {short_name(name)}: contains a NUL byte", reason="contains a NUL byte"
+        )
     try:
         os.fsencode(name)
     except UnicodeEncodeError:
-        raise UnsafePathError(f"unsafe path {name!r}: not representable as a file name") from None
+        why = "not representable as a file name"
+        raise UnsafePathError(f"unsafe path {short_name(name)}: {why}", reason=why) from None
+    if name.strip("/") and (name.endswith("/") or name.endswith("/.")):
+        follow_final = True  # the kernel's rule: "x/" and "x/." name a directory, links followed
     base = Path(os.path.abspath(root))
     pending: deque[str | None] = deque(name.split("/"))
     resolved: list[str] = []
@@ -108,7 +133,8 @@ def safe_join(
     def escape() -> SymlinkEscapeError:
         link, target = strict_stack[0]
         return SymlinkEscapeError(
-            f"path {name!r} goes through symlink {link!r} -> {target!r} that points outside "
+            f"path {short_name(name)} goes through symlink {short_name(link)} -> "
+            f"{short_name(target)} that points outside "
             "the root",
             link=link,
             target=target,
@@ -141,9 +167,8 @@ def safe_join(
             continue
         links += 1
         if links > MAX_SYMLINKS:
-            raise UnsafePathError(
-                f"unsafe path {name!r}: too many levels of symbolic links under {base} (a loop?)"
-            )
+            why = f"too many levels of symbolic links under {base} (a loop?)"
+            raise UnsafePathError(f"unsafe path {short_name(name)}: {why}", reason=why)
         target = os.readlink(candidate)
         if strict is not None and strict(candidate):
             strict_stack.append(("/".join([*resolved, comp]), target))

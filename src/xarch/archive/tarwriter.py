@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from xarch.archive.entry import MODE_MASK, EntryType, TarEntry, entry_type_of, sort_key
+from xarch.archive.safepath import short_name
 from xarch.errors import InputError, StoreError
 
 BLOCK = 512
@@ -178,7 +179,7 @@ class TarWriter:
                     break
             if written != entry.size:
                 raise InputError(
-                    f"{entry.source or entry.path}: file shrank while being archived "
+                    f"{short_name(str(entry.source or entry.path))}: file shrank while being archived "
                     f"({written} of {entry.size} bytes); do not modify the tree during export"
                 )
             self._write(_pad(entry.size))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from xarch.archive import inroot
 from xarch.errors import StoreError, UsageError
 
 MountType = Literal["bind", "tmpfs", "cache", "secret"]
@@ -116,21 +117,30 @@ def to_spec_mounts(mounts: Iterable[Mount]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- stubs
 
 
-def _rootfs_path(rootfs: Path, target: str) -> Path:
-    return rootfs / clean_target(target).lstrip("/")
-
-
 def missing_targets(rootfs: Path, targets: Iterable[str]) -> list[str]:
-    """Targets (and their parent dirs) that do not exist yet in ``rootfs``: the runtime will
-    create them as stubs. Deepest first, ready for :func:`remove_mount_stubs`."""
+    """The stubs the runtime will create for ``targets``: physical in-root paths (absolute,
+    as seen from inside the root), each target and its missing parents, deepest first, ready for
+    :func:`remove_mount_stubs`.
+
+    Targets resolve inside the root as runc resolves them (absolute symlinks restart at the
+    root, ``..`` stops there), so a stub's recorded path is where the runtime really puts it,
+    never a host path reached by joining strings.
+    """
     out: set[str] = set()
-    for t in targets:
-        cur = clean_target(t)
-        while cur != "/":
-            if os.path.lexists(_rootfs_path(rootfs, cur)):
-                break
-            out.add(cur)
-            cur = posixpath.dirname(cur)
+    with inroot.rooted(rootfs) as root_fd:
+        for t in targets:
+            try:
+                physical = inroot.resolve(root_fd, clean_target(t))
+            except OSError:
+                continue  # a non-directory or a loop on the way: the runtime fails, no stub
+            cur = "/" + physical
+            while cur != "/":
+                try:
+                    inroot.lstat_in_root(root_fd, cur)
+                    break
+                except OSError:
+                    out.add(cur)
+                    cur = posixpath.dirname(cur)
     return sorted(out, key=lambda p: (-_depth(p), p))
 
 
@@ -138,26 +148,36 @@ def remove_mount_stubs(rootfs: Path, stubs: Sequence[str]) -> list[str]:
     """Remove the empty files/dirs the runtime created for mount targets.
 
     Only removes what is still an empty regular file or an empty directory, so anything the
-    step itself wrote there is kept. Returns the removed targets.
+    step itself wrote there is kept. Every removal walks the recorded physical path from the
+    root without following any symlink: a step that turned a parent into a symlink (to
+    ``/`` or any host-looking path) makes that stub simply gone, it never redirects the
+    removal (the class of BuildKit's CVE-2024-23652). Returns the removed stubs.
     """
     removed: list[str] = []
-    for t in sorted(stubs, key=lambda p: (-_depth(p), p)):
-        p = _rootfs_path(rootfs, t)
-        try:
-            st = p.lstat()
-        except FileNotFoundError:
-            continue
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                p.rmdir()  # fails (kept) when not empty
-            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                p.unlink()
-            else:
+    with inroot.rooted(rootfs) as root_fd:
+        for t in sorted(stubs, key=lambda p: (-_depth(p), p)):
+            rel = t.strip("/")
+            try:
+                st = inroot.lstat_in_root(root_fd, rel)
+                if stat.S_ISDIR(st.st_mode):
+                    inroot.rmdir_in_root(root_fd, rel)  # fails (kept) when not empty
+                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    inroot.unlink_in_root(root_fd, rel)
+                else:
+                    continue
+            except OSError:
                 continue
-        except OSError:
-            continue
-        removed.append(t)
+            removed.append(t)
     return removed
+
+
+def _restore_times(root_fd: int, rel: str, atime: int, mtime: int) -> None:
+    """utime of the directory at physical in-root ``rel`` ("/" = the root), no symlink followed."""
+    fd = inroot.walk_nofollow(root_fd, rel)
+    try:
+        os.utime(inroot.proc_path(fd), ns=(atime, mtime))
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -166,7 +186,8 @@ class MountStubs:
 
     Creating a stub also bumps the mtime of the existing directory that receives it (and on
     overlayfs copies that directory up); :meth:`cleanup` removes the stubs and restores those
-    directories' times so the differ sees them unchanged.
+    directories' times so the differ sees them unchanged. All paths are physical in-root
+    paths, and every operation resolves inside ``rootfs`` (see :mod:`xarch.archive.inroot`).
     """
 
     rootfs: Path
@@ -177,21 +198,26 @@ class MountStubs:
     def record(cls, rootfs: Path, targets: Iterable[str]) -> MountStubs:
         stubs = missing_targets(rootfs, targets)
         times: dict[str, tuple[int, int]] = {}
-        for s in stubs:
-            parent = posixpath.dirname(s)
-            if parent in stubs or parent in times:
-                continue
-            with contextlib.suppress(OSError):
-                st = os.lstat(_rootfs_path(rootfs, parent) if parent != "/" else rootfs)
-                times[parent] = (st.st_atime_ns, st.st_mtime_ns)
+        with inroot.rooted(rootfs) as root_fd:
+            for s in stubs:
+                parent = posixpath.dirname(s)
+                if parent in stubs or parent in times:
+                    continue
+                with contextlib.suppress(OSError):
+                    fd = inroot.walk_nofollow(root_fd, parent)
+                    try:
+                        st = os.fstat(fd)
+                    finally:
+                        os.close(fd)
+                    times[parent] = (st.st_atime_ns, st.st_mtime_ns)
         return cls(rootfs, tuple(stubs), tuple((p, a, m) for p, (a, m) in times.items()))
 
     def cleanup(self) -> list[str]:
         removed = remove_mount_stubs(self.rootfs, self.stubs)
-        for parent, atime, mtime in self.parent_times:
-            path = _rootfs_path(self.rootfs, parent) if parent != "/" else self.rootfs
-            with contextlib.suppress(OSError):
-                os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+        with inroot.rooted(self.rootfs) as root_fd:
+            for parent, atime, mtime in self.parent_times:
+                with contextlib.suppress(OSError):
+                    _restore_times(root_fd, parent, atime, mtime)
         return removed
 
 
