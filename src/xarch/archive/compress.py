@@ -8,12 +8,19 @@ OS byte 255, XFL 2/4 only for gzip levels 9/1. The deflate stream itself differs
 (different compressor), so blobs are reproducible across xarch runs, not against BuildKit.
 zstd goes through ``zstandard`` with a checksum and no content size (a stream never knows it),
 which is what a streaming klauspost encoder (containerd) writes as well.
+
+Decompression is bounded (:class:`ExpansionLimits`): a layer may expand to at most
+``max_size`` bytes, and past ``ratio_floor`` expanded bytes to at most ``max_ratio`` times the
+compressed bytes read so far. A few KB of gzip/zstd can encode gigabytes of zeros; every
+reader of layer content goes through :func:`decompress_stream`, so no site inflates a hostile
+blob onto disk or through memory without limit.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -377,12 +384,137 @@ class _ZstdReader(io.RawIOBase):
             raise IntegrityError(f"corrupt zstd layer stream: {e}") from e
 
 
-def decompress_stream(fileobj: BinaryIO, media_type: str | None = None) -> BinaryIO:
+@dataclass(frozen=True)
+class ExpansionLimits:
+    """How far a layer may inflate when decompressed (the gzip/zstd bomb guard).
+
+    The defaults leave room for any real image (the largest real layers are a few GiB; zeros
+    compress at most ~1030:1 with deflate) while stopping a bomb long before it fills a disk.
+    """
+
+    max_size: int | None = 64 << 30  # expanded bytes; None: no limit
+    max_ratio: float | None = 1000.0  # expanded / compressed bytes; None: no limit
+    ratio_floor: int = 1 << 30  # the ratio is only judged past this many expanded bytes
+
+    def __post_init__(self) -> None:
+        if self.max_size is not None and self.max_size < 0:
+            raise UsageError(f"max layer size {self.max_size} must not be negative")
+        if self.max_ratio is not None and self.max_ratio < 1:
+            raise UsageError(f"max layer expansion ratio {self.max_ratio} must be at least 1")
+
+
+DEFAULT_EXPANSION_LIMITS = ExpansionLimits()
+NO_EXPANSION_LIMITS = ExpansionLimits(max_size=None, max_ratio=None)
+
+
+class ExpansionError(IntegrityError):
+    """A layer expands past its :class:`ExpansionLimits`."""
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts the compressed bytes the decompressor has pulled from the blob."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        memoryview(b).cast("B")[:n] = data
+        self.count += n
+        return n
+
+
+class _LimitedReader(io.RawIOBase):
+    """The decompressed stream, refusing to hand out more than the limits allow."""
+
+    def __init__(
+        self, inner: BinaryIO, compressed: _CountingReader | None, limits: ExpansionLimits,
+        what: str,
+    ) -> None:  # fmt: skip
+        self._inner = inner
+        self._compressed = compressed  # None: a plain blob (ratio 1)
+        self._limits = limits
+        self._what = what
+        self.expanded = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        readinto = getattr(self._inner, "readinto", None)
+        if readinto is not None:
+            n = readinto(b) or 0
+        else:  # a plain reader with read() only
+            data = self._inner.read(len(b))
+            n = len(data)
+            memoryview(b).cast("B")[:n] = data
+        self.expanded += n
+        self._check()
+        return n
+
+    def _check(self) -> None:
+        lim, out = self._limits, self.expanded
+        if lim.max_size is not None and out > lim.max_size:
+            raise ExpansionError(
+                f"{self._what} expands past {lim.max_size} bytes ({_human(lim.max_size)}): "
+                "refusing",
+                hint="a decompression bomb? if the layer is genuine, raise the expansion "
+                "limit (ExpansionLimits.max_size)",
+            )
+        if (
+            lim.max_ratio is not None
+            and self._compressed is not None
+            and out > lim.ratio_floor
+            and out > lim.max_ratio * max(1, self._compressed.count)
+        ):
+            raise ExpansionError(
+                f"{self._what} expands past {lim.max_ratio:g}:1 ({_human(out)} from "
+                f"{_human(self._compressed.count)} so far): refusing",
+                hint="a decompression bomb? if the layer is genuine, raise the expansion "
+                "limit (ExpansionLimits.max_ratio)",
+            )
+
+
+_BLOB_PATH = re.compile(r"/blobs/([a-z0-9]+)/([a-f0-9]{32,})$")
+
+
+def _label(fileobj: BinaryIO) -> str:
+    """``layer sha256:…`` for a blob file of a content store (its name is its digest)."""
+    name = getattr(fileobj, "name", None)
+    m = _BLOB_PATH.search(name) if isinstance(name, str) else None
+    return f"layer {m.group(1)}:{m.group(2)}" if m else "layer"
+
+
+def decompress_stream(
+    fileobj: BinaryIO,
+    media_type: str | None = None,
+    *,
+    limits: ExpansionLimits = DEFAULT_EXPANSION_LIMITS,
+    what: str | None = None,
+) -> BinaryIO:
     """A reader of the uncompressed bytes of a (gzip|zstd|plain) blob, detected by magic bytes.
 
     ``media_type`` is only a hint: like containerd we trust the bytes, since registries and
-    docker-archives in the wild mislabel uncompressed layers as gzip.
+    docker-archives in the wild mislabel uncompressed layers as gzip. Reading past ``limits``
+    raises :class:`ExpansionError` naming ``what`` (default: ``layer <digest>`` when
+    ``fileobj`` is a store blob file, else ``layer``).
     """
+    label = what if what is not None else _label(fileobj)
     peek = getattr(fileobj, "peek", None)
     head = peek(4)[:4] if callable(peek) else b""
     if len(head) >= 4:  # sniffed without consuming: no re-attaching layer to copy through
@@ -395,6 +527,14 @@ def decompress_stream(fileobj: BinaryIO, media_type: str | None = None) -> Binar
             head += more
         raw = cast(BinaryIO, io.BufferedReader(_PrefixedReader(head, fileobj), _CHUNK))
     kind = detect_compression(head)
+    if limits.max_size is None and limits.max_ratio is None:
+        return _open(kind, raw)
+    counter = _CountingReader(raw) if kind != "none" else None
+    inner = _open(kind, cast(BinaryIO, counter) if counter is not None else raw)
+    return cast(BinaryIO, io.BufferedReader(_LimitedReader(inner, counter, limits, label), _CHUNK))
+
+
+def _open(kind: str, raw: BinaryIO) -> BinaryIO:
     if kind == "gzip":
         return cast(BinaryIO, igzip.GzipFile(fileobj=raw, mode="rb"))
     if kind == "zstd":

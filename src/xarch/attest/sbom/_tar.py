@@ -6,10 +6,16 @@ that copies on every read) is as large as gunzip itself on images with many smal
 reader parses only what the walker needs (name, type, size, mode, link target), understands
 ustar, PAX extended headers (``path``, ``linkpath``, ``size``) and GNU long names/links, checks
 header checksums, and hands out member contents as bounded reads from one buffered stream.
+
+Whole member contents (``read_content``, what the walker keeps for catalogers) come out of a
+:class:`ContentBudget`: a crafted layer of many "package databases" that each stay under the
+per-file limit must not fill memory in sum. Every reader has its own budget unless one is
+shared (one per walk bounds the whole image).
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +26,9 @@ from xarch.errors import IntegrityError
 BLOCK = 512
 _READ = 1 << 20
 MAX_META = 1 << 20  # largest PAX / GNU long-name payload accepted
+# Whole member contents one budget hands out: every package database, copyright file and
+# manifest of a real image together is far below this.
+MAX_CONTENT = 256 << 20
 
 REG, LNK, SYM, DIR, OTHER = "0", "1", "2", "5", "?"
 _TYPES = {b"0": REG, b"\x00": REG, b"7": REG, b"1": LNK, b"2": SYM, b"5": DIR}
@@ -31,6 +40,29 @@ _ADLER_MOD = 65521
 
 class TarFormatError(IntegrityError):
     pass
+
+
+class ContentLimitError(TarFormatError):
+    """More whole member contents asked for than the budget allows."""
+
+
+class ContentBudget:
+    """Bytes of whole member contents that may be read into memory; thread-safe, so that the
+    readers of one walk (on several threads) can share it."""
+
+    def __init__(self, limit: int = MAX_CONTENT) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int, name: str) -> None:
+        with self._lock:
+            if self.used + n > self.limit:
+                raise ContentLimitError(
+                    f"reading {name} ({n} bytes) would take the metadata files kept in memory "
+                    f"past {self.limit} bytes: refusing (a crafted image?)"
+                )
+            self.used += n
 
 
 @dataclass
@@ -85,8 +117,10 @@ def _pax(data: bytes) -> dict[str, str]:
 class TarReader:
     """Iterate members of a tar stream; ``read_content``/``open_content`` for the current one."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, budget: ContentBudget | None = None) -> None:
         self._f = stream
+        self._budget = budget if budget is not None else ContentBudget()
+        self._name = ""
         self._buf = b""
         self._pos = 0  # read position in _buf
         self._remaining = 0  # content bytes of the current member not yet consumed
@@ -153,6 +187,8 @@ class TarReader:
         return out
 
     def read_content(self) -> bytes:
+        """The rest of the current member's content, charged to the budget."""
+        self._budget.take(self._remaining, self._name)
         parts = []
         while self._remaining:
             parts.append(self.read(self._remaining))
@@ -216,4 +252,5 @@ class TarReader:
                 size = 0  # as tarfile/tar(1): links, devices, dirs and FIFOs carry no data
             self._remaining = size
             self._pad = -size % BLOCK
+            self._name = name
             yield Member(name, kind, size, _octal(hdr[100:108], "mode"), linkname)

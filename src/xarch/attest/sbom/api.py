@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, Literal
 
 from xarch.attest.sbom import cyclonedx, spdx
-from xarch.attest.sbom.catalogers import Cataloger, Context, default_catalogers, osrelease
+from xarch.attest.sbom.catalogers import (
+    MAX_NOTES,
+    Cataloger,
+    Context,
+    default_catalogers,
+    osrelease,
+)
 from xarch.attest.sbom.model import Catalog, ImageInfo, LayerRef
 from xarch.attest.sbom.walker import ChunkReader, FileRequest, ImageReader, walk_layers
 from xarch.content.store import ContentStore
@@ -152,7 +158,7 @@ def catalog_image(
         ),
         os=ctx.os,
         packages=tuple(sorted(pkgs, key=lambda p: p.sort_key())),
-        notes=tuple(sorted(set(ctx.notes))),
+        notes=tuple(sorted(set(ctx.notes))[:MAX_NOTES]),
     )
 
 

@@ -6,7 +6,17 @@ The database is a list of records separated by blank lines, one ``X:value`` fiel
 
 from __future__ import annotations
 
-from xarch.attest.sbom.catalogers import Context, introduced_in, purl
+from collections.abc import Iterator
+from itertools import islice
+
+from xarch.attest.sbom.catalogers import (
+    MAX_PACKAGES,
+    Context,
+    introduced_in,
+    iter_lines,
+    memoized,
+    purl,
+)
 from xarch.attest.sbom.model import APK, Package
 from xarch.attest.sbom.walker import ExecutableScanner, FileRequest, FileSystemView
 
@@ -14,25 +24,28 @@ DBS = ("/lib/apk/db/installed", "/usr/lib/apk/db/installed")
 
 
 def parse_installed(data: bytes) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
+    return list(iter_installed(data))
+
+
+def iter_installed(data: bytes) -> Iterator[dict[str, str]]:
+    """The package records (with a name and a version), one at a time."""
     cur: dict[str, str] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in iter_lines(data.decode("utf-8", "replace")):
         if not line.strip():
-            if cur:
-                out.append(cur)
+            if cur.get("P") and cur.get("V"):
+                yield cur
             cur = {}
             continue
         key, sep, val = line.partition(":")
         # single-letter keys; repeated ones (F/R file lists) are not needed here
         if sep and len(key) == 1 and key not in cur:
             cur[key] = val
-    if cur:
-        out.append(cur)
-    return [r for r in out if r.get("P") and r.get("V")]
+    if cur.get("P") and cur.get("V"):
+        yield cur
 
 
 def _keys(data: bytes) -> set[object]:
-    return {(r["P"], r.get("A", ""), r["V"]) for r in parse_installed(data)}
+    return {(r["P"], r.get("A", ""), r["V"]) for r in islice(iter_installed(data), MAX_PACKAGES)}
 
 
 class ApkCataloger:
@@ -45,12 +58,15 @@ class ApkCataloger:
     def catalog(self, fs: FileSystemView, ctx: Context) -> list[Package]:
         pkgs: list[Package] = []
         seen: set[str] = set()
+        keys = memoized(_keys)
         for path in DBS:
             rec = fs.get(path)
             if rec is None or rec.path in seen:
                 continue  # /lib may be a symlink to /usr/lib: the same database twice
             seen.add(rec.path)
-            for r in parse_installed(rec.data):
+            for r in iter_installed(rec.data):
+                if not ctx.take(self.name):
+                    return pkgs
                 name, version, arch = r["P"], r["V"], r.get("A", "")
                 origin = r.get("o", "")
                 namespace = ctx.os.id if ctx.os is not None else "alpine"
@@ -69,7 +85,7 @@ class ApkCataloger:
                         purl=purl("apk", name, version, namespace=namespace, qualifiers=q),
                         cataloger=self.name,
                         licenses=(lic,) if lic else (),
-                        layer=introduced_in(rec, (name, arch, version), _keys),
+                        layer=introduced_in(rec, (name, arch, version), keys),
                         paths=(rec.path,),
                         metadata=tuple(sorted((k, v) for k, v in meta.items() if v)),
                     )

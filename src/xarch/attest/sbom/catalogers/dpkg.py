@@ -8,7 +8,17 @@ present, so they are not listed.
 
 from __future__ import annotations
 
-from xarch.attest.sbom.catalogers import Context, introduced_in, parse_paragraphs, purl
+from collections.abc import Iterator
+from itertools import islice
+
+from xarch.attest.sbom.catalogers import (
+    MAX_PACKAGES,
+    Context,
+    introduced_in,
+    iter_paragraphs,
+    memoized,
+    purl,
+)
 from xarch.attest.sbom.model import DEB, LayerRef, OSInfo, Package
 from xarch.attest.sbom.walker import ExecutableScanner, FileRecord, FileRequest, FileSystemView
 
@@ -16,23 +26,33 @@ STATUS = "/var/lib/dpkg/status"
 STATUS_D = "/var/lib/dpkg/status.d/"
 _ABSENT_STATES = frozenset({"not-installed", "config-files"})
 DEP5_MARKER = "copyright-format"
+# Real copyright files are at most a few hundred KB; licences are not read from bigger ones.
+MAX_COPYRIGHT = 4 << 20
+MAX_LICENSES = 100  # per package; a real one declares a handful
 
 
 def parse_status(data: bytes) -> list[dict[str, str]]:
     """The installed package paragraphs of a dpkg status file."""
-    out = []
-    for p in parse_paragraphs(data.decode("utf-8", "replace")):
+    return list(iter_status(data))
+
+
+def iter_status(data: bytes) -> Iterator[dict[str, str]]:
+    """:func:`parse_status`, one paragraph at a time."""
+    for p in iter_paragraphs(data.decode("utf-8", "replace")):
         if not p.get("Package") or not p.get("Version"):
             continue
         status = p.get("Status", "install ok installed").split()
         if status and status[-1] in _ABSENT_STATES:
             continue
-        out.append(p)
-    return out
+        yield p
 
 
 def _keys(data: bytes) -> set[object]:
-    return {(p["Package"], p.get("Architecture", ""), p["Version"]) for p in parse_status(data)}
+    # no more than could ever be listed: an earlier version's keys only date listed packages
+    return {
+        (p["Package"], p.get("Architecture", ""), p["Version"])
+        for p in islice(iter_status(data), MAX_PACKAGES)
+    }
 
 
 def copyright_licenses(text: str) -> list[str]:
@@ -41,15 +61,17 @@ def copyright_licenses(text: str) -> list[str]:
     head = text[:2000]
     if DEP5_MARKER not in head and "Format-Specification:" not in head:
         return []
-    out: list[str] = []
-    for p in parse_paragraphs(text):
+    out: dict[str, None] = {}  # ordered and unique, without a quadratic "not in list"
+    for p in iter_paragraphs(text):
         lic = p.get("License")
         if lic is None:
             continue
         short = lic.split("\n", 1)[0].strip()
-        if short and short not in out:
-            out.append(short)
-    return out
+        if short:
+            out[short] = None
+            if len(out) >= MAX_LICENSES:
+                break
+    return list(out)
 
 
 def _source(p: dict[str, str], name: str, version: str) -> tuple[str, str]:
@@ -73,18 +95,23 @@ class DpkgCataloger:
     def catalog(self, fs: FileSystemView, ctx: Context) -> list[Package]:
         pkgs: list[Package] = []
         status = fs.files.get(STATUS)
+        keys = memoized(_keys)
         if status is not None:
-            for p in parse_status(status.data):
+            for p in iter_status(status.data):
+                if not ctx.take(self.name):
+                    return pkgs
                 key = (p["Package"], p.get("Architecture", ""), p["Version"])
-                layer = introduced_in(status, key, _keys)
-                pkgs.append(self._package(p, status, layer, fs, ctx.os))
+                layer = introduced_in(status, key, keys)
+                pkgs.append(self._package(p, status, layer, fs, ctx))
         for path, rec in fs.files.items():
             if not path.startswith(STATUS_D) or "/" in path[len(STATUS_D) :]:
                 continue
             if path.endswith(".md5sums"):
                 continue
-            for p in parse_status(rec.data):
-                pkgs.append(self._package(p, rec, rec.layer, fs, ctx.os))
+            for p in iter_status(rec.data):
+                if not ctx.take(self.name):
+                    return pkgs
+                pkgs.append(self._package(p, rec, rec.layer, fs, ctx))
         return pkgs
 
     def _package(
@@ -93,8 +120,9 @@ class DpkgCataloger:
         db: FileRecord,
         layer: LayerRef,
         fs: FileSystemView,
-        os: OSInfo | None,
+        ctx: Context,
     ) -> Package:
+        os: OSInfo | None = ctx.os
         name, version = p["Package"], p["Version"]
         arch = p.get("Architecture", "")
         src_name, src_ver = _source(p, name, version)
@@ -102,7 +130,12 @@ class DpkgCataloger:
         licenses: list[str] = []
         cpath = f"/usr/share/doc/{name}/copyright"
         crec = fs.get(cpath)
-        if crec is not None:
+        if crec is not None and len(crec.data) > MAX_COPYRIGHT:
+            ctx.note(
+                f"dpkg: {cpath} ({len(crec.data)} bytes) is larger than {MAX_COPYRIGHT} bytes; "
+                "its licences are not read"
+            )
+        elif crec is not None:
             licenses = copyright_licenses(crec.data.decode("utf-8", "replace"))
             paths.append(cpath)
         namespace = os.id if os is not None else "debian"

@@ -7,12 +7,15 @@ version and the module info. The module info (between 16-byte sentinels) is text
 ``path``/``mod``/``dep``/``=>`` (replacement)/``build`` lines with tab-separated fields.
 Older binaries store pointers into the data segment instead; they are reported, not decoded.
 
-Executables are scanned as a stream while the layer is read (no size limit, nothing but the
-blob after the magic is kept), so even large static binaries cost one pass.
+Executables are scanned as a stream while the layer is read (no size limit), so even large
+static binaries cost one pass. Only the build info itself is kept (header and its two strings,
+at most ``KEEP`` bytes), and one walk keeps at most ``MAX_KEPT`` bytes of it in all: an image
+of thousands of crafted "binaries" cannot fill memory with build info.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -23,7 +26,8 @@ from xarch.attest.sbom.walker import ExecutableScanner, FileRequest, FileSystemV
 MAGIC = b"\xff Go buildinf:"
 HEADER = 32
 FLAG_POINTER_FREE = 0x2
-KEEP = 1 << 20  # bytes kept after the magic: header + version + module info
+KEEP = 1 << 20  # most bytes kept after the magic: header + version + module info
+MAX_KEPT = 64 << 20  # most build info kept over all executables of one walk
 _CHUNK = 1 << 20
 ELF_MAGIC = b"\x7fELF"
 
@@ -65,12 +69,44 @@ def _looks_valid(blob: bytes) -> bool:
     return vers.startswith(b"go") or vers.startswith(b"devel")
 
 
+def _extent(blob: bytes) -> int:
+    """How many bytes of ``blob`` (a valid build info prefix) are the build info itself."""
+    if not blob[15] & FLAG_POINTER_FREE:
+        return HEADER  # old format: only the header is ever looked at
+    try:
+        _, pos = _vstring(blob, HEADER)
+        _, pos = _vstring(blob, pos)
+    except BuildInfoError:
+        return len(blob)  # the module info runs past KEEP: decode reports it
+    return pos
+
+
 class GoBuildInfoScanner:
-    """Finds the build info blob in an ELF executable stream (16-byte aligned magic)."""
+    """Finds the build info blob in an ELF executable stream (16-byte aligned magic).
+
+    One scanner serves one walk (layers are read on several threads): past ``max_kept``
+    bytes of build info it keeps nothing more and counts what it skipped instead."""
 
     name = "go-buildinfo"
 
+    def __init__(self, max_kept: int = MAX_KEPT) -> None:
+        self.max_kept = max_kept
+        self.kept = 0
+        self.skipped = 0  # executables with build info not kept (over the budget)
+        self._lock = threading.Lock()
+
     def scan(self, stream: BinaryIO, size: int) -> bytes | None:
+        blob = self._find(stream)
+        if blob is None:
+            return None
+        with self._lock:
+            if self.kept + len(blob) > self.max_kept:
+                self.skipped += 1
+                return None
+            self.kept += len(blob)
+        return blob
+
+    def _find(self, stream: BinaryIO) -> bytes | None:
         head = stream.read(4)
         if head != ELF_MAGIC:
             return None
@@ -104,7 +140,7 @@ class GoBuildInfoScanner:
                 buf += chunk
             blob = bytes(buf[i : i + KEEP])
             if _looks_valid(blob):
-                return blob
+                return blob[: _extent(blob)]
             start = i + 1
 
 
@@ -175,19 +211,31 @@ def _go_purl(path: str, version: str) -> str:
 
 
 class GoBinaryCataloger:
+    """Go modules of every Go executable; one instance catalogs one image (its scanner keeps
+    the walk's budget)."""
+
     name = "go-binary"
     requests: tuple[FileRequest, ...] = ()
-    scanner: ExecutableScanner | None = GoBuildInfoScanner()
+
+    def __init__(self, max_kept: int = MAX_KEPT) -> None:
+        self._scanner = GoBuildInfoScanner(max_kept)
+        self.scanner: ExecutableScanner | None = self._scanner
 
     def catalog(self, fs: FileSystemView, ctx: Context) -> list[Package]:
         pkgs: list[Package] = []
+        if self._scanner.skipped:
+            ctx.note(
+                f"go: the build info of {self._scanner.skipped} executable(s) was not read: "
+                f"more than {self._scanner.max_kept} bytes of it in the image; their modules "
+                "are not listed"
+            )
         for rec in fs.scans:
             if rec.scanner != GoBuildInfoScanner.name:
                 continue
             try:
                 bi = decode_buildinfo(rec.result)
             except BuildInfoError as e:
-                ctx.notes.append(f"go: {rec.path}: {e}; its modules are not listed")
+                ctx.note(f"go: {rec.path}: {e}; its modules are not listed")
                 continue
             settings = dict(bi.settings)
             meta = tuple(
@@ -204,6 +252,8 @@ class GoBinaryCataloger:
             )
             mods = ([bi.main] if bi.main is not None else []) + list(bi.deps)
             for m in mods:
+                if not ctx.take(self.name):
+                    return pkgs
                 pkgs.append(
                     Package(
                         name=m.path,
@@ -219,6 +269,8 @@ class GoBinaryCataloger:
             if bi.go_version.startswith("go"):
                 # the standard library is compiled in too (vulnerability scanners need it)
                 v = bi.go_version.split()[0]
+                if not ctx.take(self.name):
+                    return pkgs
                 pkgs.append(
                     Package(
                         name="stdlib",

@@ -37,17 +37,21 @@ class NpmCataloger:
         for path in sorted(recs):
             rec = recs[path]
             if len(rec.data) > MAX_PACKAGE_JSON:
+                ctx.note(f"npm: {path} ({len(rec.data)} bytes) is larger than "
+                         f"{MAX_PACKAGE_JSON} bytes; skipped")  # fmt: skip
                 continue
             try:
                 doc = json.loads(rec.data.decode("utf-8", "replace"))
             except (ValueError, RecursionError):
-                ctx.notes.append(f"npm: {path} is not valid JSON; skipped")
+                ctx.note(f"npm: {path} is not valid JSON; skipped")
                 continue
             if not isinstance(doc, dict):
                 continue
             name, version = doc.get("name"), doc.get("version")
             if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
                 continue  # fixtures and partial packages without identity
+            if not ctx.take(self.name):
+                break
             namespace, _, short = name.rpartition("/")
             pkgs.append(
                 Package(

@@ -35,9 +35,16 @@ _CLASSIFIER = {
 _NAME_NORM = re.compile(r"[-_.]+")
 
 
+# The headers only; the body (the long description, a README) is never decoded.
+MAX_HEADERS = 1 << 20
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+
+
 def parse_metadata(data: bytes) -> dict[str, list[str]]:
     """Core metadata headers (RFC 822 style), each key with all its values."""
-    msg = HeaderParser().parsestr(data.decode("utf-8", "replace"), headersonly=True)
+    end = _END_OF_HEADERS.search(data, 0, MAX_HEADERS)
+    head = data[: end.start() + 1] if end is not None else data[:MAX_HEADERS]
+    msg = HeaderParser().parsestr(head.decode("utf-8", "replace"), headersonly=True)
     out: dict[str, list[str]] = {}
     for k, v in msg.items():
         out.setdefault(k.lower(), []).append(str(v).strip())
@@ -76,8 +83,10 @@ class PythonCataloger:
             name = next(iter(md.get("name", [])), "")
             version = next(iter(md.get("version", [])), "")
             if not name or not version:
-                ctx.notes.append(f"python: {rec.path} has no Name/Version; skipped")
+                ctx.note(f"python: {rec.path} has no Name/Version; skipped")
                 continue
+            if not ctx.take(self.name):
+                break
             pkgs.append(
                 Package(
                     name=name,

@@ -13,7 +13,7 @@ import sqlite3
 import struct
 from dataclasses import dataclass
 
-from xarch.attest.sbom.catalogers import Context, purl
+from xarch.attest.sbom.catalogers import MAX_PACKAGES, Context, purl
 from xarch.attest.sbom.model import RPM, LayerRef, Package
 from xarch.attest.sbom.walker import ExecutableScanner, FileRequest, FileSystemView
 from xarch.errors import InputError
@@ -102,25 +102,25 @@ def parse_header(blob: bytes) -> RpmHeader:
     )
 
 
-def read_sqlite_rpmdb(data: bytes) -> list[bytes]:
-    """Header blobs of every row of ``Packages`` in an in-memory copy of the database."""
+def read_sqlite_rpmdb(data: bytes, limit: int = MAX_PACKAGES) -> list[bytes]:
+    """Header blobs of the rows of ``Packages`` (at most ``limit``) in an in-memory copy of
+    the database."""
     if not data.startswith(SQLITE_MAGIC):
         raise InputError("not an sqlite database")
-    buf = bytearray(data)
     # A WAL-mode file (header bytes 18/19 == 2) cannot be opened from memory; the WAL itself
     # is not in the image anyway once rpm closed the db, so read it as a rollback-journal db.
-    if len(buf) > 19 and buf[18] == 2 and buf[19] == 2:
-        buf[18] = buf[19] = 1
+    if len(data) > 19 and data[18] == 2 and data[19] == 2:
+        data = data[:18] + b"\x01\x01" + data[20:]
     conn = sqlite3.connect(":memory:")
     try:
-        conn.deserialize(bytes(buf))
-        rows = conn.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
+        conn.deserialize(data)
+        cur = conn.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (limit,))
+        return [bytes(r[0]) for r in cur if isinstance(r[0], bytes | memoryview)]
     except sqlite3.Error as e:
         raise InputError(f"unreadable rpmdb.sqlite: {e}") from None
     finally:
         with contextlib.suppress(sqlite3.Error):
             conn.close()
-    return [bytes(r[0]) for r in rows if isinstance(r[0], bytes | memoryview)]
 
 
 class RpmCataloger:
@@ -139,18 +139,20 @@ class RpmCataloger:
                 continue  # /var/lib/rpm is often a symlink to /usr/lib/sysimage/rpm
             seen.add(rec.path)
             try:
-                blobs = read_sqlite_rpmdb(rec.data)
+                blobs = read_sqlite_rpmdb(rec.data, max(0, ctx.packages_left) + 1)
             except InputError as e:
-                ctx.notes.append(f"rpm: {rec.path}: {e.message}; skipped")
+                ctx.note(f"rpm: {rec.path}: {e.message}; skipped")
                 continue
             for i, blob in enumerate(blobs):
                 try:
                     h = parse_header(blob)
                 except InputError as e:
-                    ctx.notes.append(f"rpm: {rec.path}: package #{i}: {e.message}; skipped")
+                    ctx.note(f"rpm: {rec.path}: package #{i}: {e.message}; skipped")
                     continue
                 if h.name == "gpg-pubkey":
                     continue  # imported signing keys, not software
+                if not ctx.take(self.name):
+                    return pkgs
                 pkgs.append(self._package(h, rec.path, rec.layer, ctx))
         if not pkgs:
             for path in OTHER_DBS:
@@ -158,7 +160,7 @@ class RpmCataloger:
                 if rec is not None and rec.path not in seen:
                     seen.add(rec.path)
                     kind = "ndb" if path.endswith(".db") else "BerkeleyDB"
-                    ctx.notes.append(
+                    ctx.note(
                         f"rpm: {rec.path} is a {kind} rpmdb, which xarch does not read; "
                         "its packages are not listed"
                     )
