@@ -824,16 +824,24 @@ def _reachable(st: LocalStore) -> set[Digest]:
     return marked
 
 
-def prune(*, dry_run: bool = False, store: LocalStore | None = None) -> PruneResult:
+def prune(
+    *,
+    dry_run: bool = False,
+    store: LocalStore | None = None,
+    wait: float | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> PruneResult:
+    """Delete unreachable blobs. Running builds and copies into the store are waited for (up
+    to ``wait`` seconds, None: as long as they run; ``on_wait`` is called once if prune has to
+    wait): what they have written but not named yet is theirs, not garbage."""
     st = _store(store)
     if not st.content.is_layout():
         return PruneResult((), dry_run)
     if dry_run:
         keep = _reachable(st)
         return PruneResult(tuple((d, size) for d, size in st.content.walk() if d not in keep), True)
-    sizes = dict(st.content.walk())
-    report = st.prune()
-    return PruneResult(tuple((d, sizes.get(d, 0)) for d in report.removed_digests), False)
+    report = st.prune(wait=wait, on_wait=on_wait)
+    return PruneResult(tuple(zip(report.removed_digests, report.removed_sizes)), False)
 
 
 def verify_store(store: LocalStore | None = None) -> list[str]:

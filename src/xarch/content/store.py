@@ -10,6 +10,11 @@ place and fsyncs the directory. Two processes ingesting the same blob both write
 file and the second rename simply replaces identical bytes. ``index.json`` is only changed by
 read-modify-write under an exclusive ``flock`` on ``<root>/.lock``.
 
+A writer holds an exclusive ``flock`` on its own temp file from creation until the rename, and
+the kernel drops it when the writer dies: a temp file that is old *and* unlocked was left by a
+crashed or killed writer, and :meth:`ContentStore.cleanup_ingest` (run by every ingest and by
+prune) removes it; a locked one is a live download, however slow, and is never touched.
+
 Garbage collection must not delete blobs a concurrent writer has ingested but not yet
 referenced; writers therefore hold a *shared* flock on ``<root>/.gc.lock`` for their whole
 session and ``prune`` takes it exclusively (see :meth:`ContentStore.writer_session`).
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,8 +47,8 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # A root whose children are present only in part (the pull cache fetches only the platforms a
 # build needs): verify reports what is corrupt below it, not what was never fetched.
 PARTIAL = "io.xarch.partial"
-# Stale temp files (a writer crashed) older than this are removed by prune.
-STALE_INGEST_SECONDS = 24 * 3600
+# Temp files older than this whose writer is gone (no flock on them) are removed.
+STALE_INGEST_SECONDS = 3600
 
 
 def _fsync_dir(path: Path) -> None:
@@ -210,6 +216,7 @@ class ContentStore:
         if size is None and isinstance(expected, Descriptor):
             size = expected.size
         final = self.path(digest)
+        self.cleanup_ingest()
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = self._mkstemp(digest)
@@ -219,6 +226,10 @@ class ContentStore:
         reading = False  # errors raised by the chunk source pass through unchanged
         try:
             with os.fdopen(fd, "wb") as f:
+                # Held until the file is closed, i.e. after the rename below: while it is, no
+                # cleanup takes this file for a crashed writer's leftover.
+                with contextlib.suppress(OSError):
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 os.fchmod(f.fileno(), FILE_MODE)
                 it = iter(chunks)
                 while True:
@@ -236,15 +247,18 @@ class ContentStore:
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
-            if size is not None and dg.size != size:
-                raise IntegrityError(
-                    f"blob {digest}: size mismatch (expected {size} bytes, got {dg.size}; "
-                    "truncated download?)"
-                )
-            got = dg.digest()
-            if got != digest:
-                raise IntegrityError(f"blob {digest}: digest mismatch (content hashes to {got})")
-            os.replace(tmp, final)
+                if size is not None and dg.size != size:
+                    raise IntegrityError(
+                        f"blob {digest}: size mismatch (expected {size} bytes, got {dg.size}; "
+                        "truncated download?)"
+                    )
+                got = dg.digest()
+                if got != digest:
+                    raise IntegrityError(
+                        f"blob {digest}: digest mismatch (content hashes to {got})"
+                    )
+                f.flush()
+                os.replace(tmp, final)
         except BaseException as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -301,17 +315,46 @@ class ContentStore:
                     yield d, p.stat().st_size
 
     def cleanup_ingest(self, older_than: float = STALE_INGEST_SECONDS) -> int:
-        """Remove temp files left by crashed writers; returns how many were removed."""
-        n = 0
-        if not self.ingest_dir.is_dir():
-            return 0
+        """Remove temp files left by writers that are gone: older than ``older_than`` seconds
+        (last written to) and not locked by a live writer. Returns how many were removed."""
+        try:
+            entries = list(os.scandir(self.ingest_dir))
+        except OSError:
+            return 0  # no ingest dir (nothing in flight) or unreadable: nothing to clean
         now = time.time()
-        for p in self.ingest_dir.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                if now - p.stat().st_mtime >= older_than:
-                    p.unlink()
-                    n += 1
+        n = 0
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= older_than:
+                n += self._remove_abandoned(Path(e.path))
         return n
+
+    @staticmethod
+    def _remove_abandoned(path: Path) -> int:
+        """1 if ``path`` had no writer (we got its lock) and was removed, else 0."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return 0  # gone meanwhile (renamed into blobs/ or cleaned by another process)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return 0  # a live writer holds it (or the filesystem cannot tell: keep it)
+            # the name must still be the file we locked: a writer that finished renamed its
+            # temp file away, and what is at the name now (if anything) is not ours to judge
+            mine, now = os.fstat(fd), os.stat(path, follow_symlinks=False)
+            if (mine.st_dev, mine.st_ino) != (now.st_dev, now.st_ino):
+                return 0
+            os.unlink(path)
+            return 1
+        except OSError:
+            return 0
+        finally:
+            os.close(fd)
 
     def remove_empty_ingest_dir(self) -> None:
         with contextlib.suppress(OSError):
@@ -419,30 +462,33 @@ class ContentStore:
         partial: bool = False,
         depth: int = 0,
     ) -> None:
-        if desc.digest not in present:
-            # below a partial root, a manifest never fetched is fine; a missing blob of a
-            # manifest that is present is not
-            if not (partial and depth == 1):
-                problems.append(f"{label}: {desc.media_type} {desc.digest} is missing")
-            return
-        if present[desc.digest] != desc.size:
-            problems.append(
-                f"{label}: {desc.digest} has size {present[desc.digest]}, descriptor says {desc.size}"
-            )
-            return
-        if desc.digest in seen:
-            return
-        seen.add(desc.digest)
-        if not (mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)):
-            return
-        try:
-            doc = parse_any(self.read_bytes(desc.digest, verify=False), desc.media_type)
-        except Exception as e:
-            problems.append(f"{label}: cannot parse {desc.media_type} {desc.digest}: {e}")
-            return
-        for child in children(doc):
-            self._verify_tree(child, label, present, seen, problems, partial=partial,
-                              depth=depth + 1)
+        # Depth first, in order, on an explicit stack: stored content can nest indexes deeper
+        # than Python's recursion limit (image-spec sets no limit).
+        stack = [(desc, depth)]
+        while stack:
+            desc, depth = stack.pop()
+            if desc.digest not in present:
+                # below a partial root, a manifest never fetched is fine; a missing blob of a
+                # manifest that is present is not
+                if not (partial and depth == 1):
+                    problems.append(f"{label}: {desc.media_type} {desc.digest} is missing")
+                continue
+            if present[desc.digest] != desc.size:
+                problems.append(
+                    f"{label}: {desc.digest} has size {present[desc.digest]}, descriptor says {desc.size}"
+                )
+                continue
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            if not (mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)):
+                continue
+            try:
+                doc = parse_any(self.read_bytes(desc.digest, verify=False), desc.media_type)
+            except Exception as e:
+                problems.append(f"{label}: cannot parse {desc.media_type} {desc.digest}: {e}")
+                continue
+            stack.extend((child, depth + 1) for child in reversed(children(doc)))
 
 
 def children(doc: Manifest | Index) -> list[Descriptor]:

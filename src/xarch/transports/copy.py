@@ -21,7 +21,7 @@ Referrers (signatures, SBOMs) are not copied here.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
@@ -103,14 +103,16 @@ def _plan(
     plan = _Plan([], {})
     seen: set[Digest] = set()
 
-    def walk(desc: Descriptor, data: bytes) -> None:
+    def manifest_children(desc: Descriptor, data: bytes) -> Iterator[Descriptor]:
+        """The child manifests still to walk, one at a time (``seen`` is checked as each is
+        reached); blobs go straight into the plan."""
         doc = parse_any(data, desc.media_type)
         if isinstance(doc, Index):
             for child in doc.manifests:
                 if child.digest in seen:
                     continue
                 if mt.is_index(child.media_type) or mt.is_manifest(child.media_type):
-                    walk(child, _verify(src.fetch_manifest(child), child, src.name))
+                    yield child
                 else:
                     plan.blobs.setdefault(child.digest, child)  # index of arbitrary artifacts
         else:
@@ -118,9 +120,23 @@ def _plan(
                 if _is_foreign(blob):
                     continue
                 plan.blobs.setdefault(blob.digest, blob)
-        if desc.digest not in seen:
-            seen.add(desc.digest)
-            plan.manifests.append((desc, data))
+
+    def walk(desc: Descriptor, data: bytes) -> None:
+        # Depth first on an explicit stack: a source may serve an index of an index of ...
+        # (image-spec sets no depth limit, opencontainers/image-spec#780), and Python's
+        # recursion limit must not decide how deep is too deep. Children before parents.
+        stack = [(desc, data, manifest_children(desc, data))]
+        while stack:
+            d, raw, children = stack[-1]
+            child = next(children, None)
+            if child is not None:
+                child_raw = _verify(src.fetch_manifest(child), child, src.name)
+                stack.append((child, child_raw, manifest_children(child, child_raw)))
+                continue
+            stack.pop()
+            if d.digest not in seen:
+                seen.add(d.digest)
+                plan.manifests.append((d, raw))
 
     doc = parse_any(raw, root.media_type)
     root = Descriptor(doc.media_type, root.digest, root.size)

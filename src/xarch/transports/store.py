@@ -25,15 +25,16 @@ holds the shared GC lock, so concurrent builds/pulls and a prune never lose cont
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from xarch.content.store import MAX_MANIFEST_SIZE, PARTIAL, REF_NAME, ContentStore, children
-from xarch.errors import InputError, NotFoundError, UsageError
+from xarch.errors import InputError, NotFoundError, StoreError, UsageError
 from xarch.oci import mediatype as mt
 from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
@@ -104,6 +105,7 @@ class PruneReport:
     removed_blobs: int
     freed_bytes: int
     removed_digests: tuple[Digest, ...] = ()
+    removed_sizes: tuple[int, ...] = ()  # bytes of each removed blob, in the same order
 
 
 class LocalStore:
@@ -257,14 +259,27 @@ class LocalStore:
         return _strip(removed[-1])
 
     # -- GC ----------------------------------------------------------------------------------
-    def prune(self, *, wait: float | None = 30.0) -> PruneReport:
+    def prune(
+        self, *, wait: float | None = None, on_wait: Callable[[], None] | None = None
+    ) -> PruneReport:
         """Delete every blob not reachable from a named image (or a referrer of one).
 
-        Waits up to ``wait`` seconds (None: forever) for active writers to finish, then raises
-        StoreError; blobs a writer has ingested but not yet tagged are never collected.
+        A build or copy into the store holds the writer lease from its first blob to its last
+        name; what it ingested but has not named yet is unreachable, so prune waits until no
+        lease is held: up to ``wait`` seconds (None, the default: as long as it takes), then
+        StoreError. A prune that fails while builds run only makes the user run it again later;
+        waiting does that for them. ``on_wait`` is called once if prune has to wait (to tell
+        the user why nothing happens). Temp files of writers that are gone are removed too.
         """
         self.content.init()
-        with self.content.gc_lock(wait), self.content.index_lock():
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.content.gc_lock(0))
+            except StoreError:
+                if on_wait is not None:
+                    on_wait()
+                held.enter_context(self.content.gc_lock(wait))
+            held.enter_context(self.content.index_lock())
             roots = self.content.read_index()
             marked: builtins.set[Digest] = set()
             self._mark_all(roots, marked)
@@ -281,15 +296,15 @@ class LocalStore:
                         )
                         changed = True
             removed: builtins.list[Digest] = []
-            freed = 0
+            sizes: builtins.list[int] = []
             for digest, size in list(self.content.walk()):
                 if digest in marked:
                     continue
                 if self.content.delete(digest):
                     removed.append(digest)
-                    freed += size
+                    sizes.append(size)
             self.content.cleanup_ingest()
-        return PruneReport(len(removed), freed, tuple(removed))
+        return PruneReport(len(removed), sum(sizes), tuple(removed), tuple(sizes))
 
     def _mark_all(self, descs: Iterable[Descriptor], marked: builtins.set[Digest]) -> None:
         stack = list(descs)
