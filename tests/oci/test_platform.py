@@ -60,7 +60,6 @@ P = Platform
         ("windows(10.0.17763.1234)/amd64", P("windows", "amd64", "", "10.0.17763.1234")),
         ("LINUX/ARM64", P("linux", "arm64")),
         ("macos/arm64", P("darwin", "arm64")),
-        ("  linux/amd64 ", P("linux", "amd64")),
         ("freebsd/someweirdarch", P("freebsd", "someweirdarch")),
     ],
 )

@@ -28,6 +28,7 @@ from xarch.content.store import ContentStore
 from xarch.errors import InputError, RuntimeFailure, UsageError
 from xarch.exporter.image import ExportResult, PlatformImage, export
 from xarch.oci.platform import Platform
+from xarch.oci.platform import parse_platforms as _parse_platforms
 
 # OCI platform -> Debian architecture name.
 DEBIAN_ARCH: dict[str, str] = {
@@ -188,9 +189,5 @@ def bootstrap(
 
 
 def parse_platforms(values: Sequence[str]) -> tuple[Platform, ...]:
-    out: list[Platform] = []
-    for v in values:
-        for part in v.split(","):
-            if part.strip():
-                out.append(Platform.parse(part.strip()))
-    return tuple(dict.fromkeys(out))
+    """``--platform`` values: the one reader, :func:`xarch.oci.platform.parse_platforms`."""
+    return _parse_platforms(values)

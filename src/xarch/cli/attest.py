@@ -161,7 +161,7 @@ def sbom_cmd(image: str, platforms: tuple[str, ...], fmt: str, output: Path | No
     """SBOM of IMAGE (any location): one document per platform image, never one for an index.
     Catalogs dpkg, apk, rpm, Python, npm and Go binaries from the layers, whiteouts applied."""
     from xarch.attest.sbom.api import generate_sboms
-    from xarch.builder.bootstrap import parse_platforms
+    from xarch.oci.platform import parse_platforms
     from xarch.transports.remote.options import RegistryOptions
     from xarch.transports.store import LocalStore
 

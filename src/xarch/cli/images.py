@@ -17,6 +17,7 @@ import click
 from xarch import api
 from xarch.cli.progress import Renderer, human_size, make_renderer
 from xarch.errors import StoreError
+from xarch.oci.platform import parse_platform, parse_platforms
 from xarch.transports.remote import RegistryOptions
 
 T = TypeVar("T")
@@ -137,7 +138,7 @@ def copy_cmd(
     """
     if all_platforms and platforms:
         raise click.UsageError("--all and --platform exclude each other")
-    plats = api.parse_platforms(platforms) if platforms else None
+    plats = list(parse_platforms(platforms)) if platforms else None
     src_opts = registry_options(insecure=insecure or src_insecure, ca_file=ca_file, jobs=jobs)
     dst_opts = registry_options(insecure=insecure or dest_insecure, ca_file=ca_file, jobs=jobs)
     with renderer(ctx) as r:
@@ -228,7 +229,7 @@ def inspect_cmd(
     """Show the image REF names (any location): platforms, config summary, layers."""
     res = api.inspect(
         ref,
-        platform=platform,
+        platform=None if platform is None else parse_platform(platform),
         summarize=not raw,
         registry_options=registry_options(insecure=insecure, ca_file=ca_file),
     )

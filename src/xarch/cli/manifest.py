@@ -9,6 +9,7 @@ import click
 from xarch import api
 from xarch.cli.images import ca_file_option, guard, insecure_option, registry_options, renderer
 from xarch.errors import InputError
+from xarch.oci.platform import parse_platform
 
 
 @click.group("manifest")
@@ -80,7 +81,7 @@ def inspect_cmd(ref: str, platform: str | None, insecure: bool, ca_file: str | N
     """Print the manifest or index REF names as indented JSON (digest-exact bytes: inspect --raw)."""
     res = api.inspect(
         ref,
-        platform=platform,
+        platform=None if platform is None else parse_platform(platform),
         summarize=False,
         registry_options=registry_options(insecure=insecure, ca_file=ca_file),
     )

@@ -8,6 +8,11 @@ Semantics (deliberately identical to containerd ``platforms.Parse`` followed by 
   (variant ``v8`` dropped, ``v9.0`` → ``v9``), ``armhf`` → ``arm/v7``, ``armel`` → ``arm/v6``,
   ``armv7l``/``armv6l``/``armv5l`` → ``arm/v7``/``arm/v6``/``arm/v5``, ``arm`` without variant →
   ``arm/v7``, ``i386``/``i686`` → ``386``, ``macos`` → ``darwin``; everything lower-cased.
+* strings are taken as given: ``"linux/amd64\\n"`` or ``" linux/amd64"`` is an error, never
+  silently stripped (containerd's ``Parse`` rejects them too), and ``""`` is an error.
+* :func:`parse_platforms` is the one reader of ``--platform`` values (repeated and/or
+  comma-separated, as buildx); every command and library entry point goes through it or
+  :func:`parse_platform`, so the same string gets the same answer everywhere.
 * ``matches`` is an exact comparison after normalizing both sides (containerd's default matcher,
   *not* ``Only()``): a request for ``arm/v7`` does NOT accept an ``arm/v6`` image, and ``amd64``
   does not accept ``amd64/v2``. Strictness keeps multi-arch selection predictable; callers that
@@ -18,12 +23,12 @@ from __future__ import annotations
 
 import platform as _pyplatform
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xarch.errors import InputError
+from xarch.errors import InputError, UsageError
 
 # containerd's specifierRe: each slash-separated component.
 _COMPONENT_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -111,12 +116,15 @@ class Platform:
         """Parse ``os[(osversion)]/arch[/variant]`` or a lone ``arch``/``os``; result is normalized."""
         if not isinstance(s, str):
             raise InputError(f"invalid platform {s!r}: expected a string like 'linux/arm64'")
-        spec = s.strip()
-        if not spec:
+        if not s:
+            raise InputError(_EMPTY)
+        if s != s.strip():
+            # a pasted "linux/amd64\n" is a mistake to report, not to guess around
             raise InputError(
-                "invalid platform '': expected 'os/arch[/variant]', e.g. 'linux/amd64'"
+                f"invalid platform {s!r}: leading or trailing whitespace "
+                "(expected 'os/arch[/variant]', e.g. 'linux/amd64')"
             )
-        parts = spec.split("/")
+        parts = s.split("/")
         if len(parts) > 3:
             raise InputError(
                 f"invalid platform {s!r}: too many '/' components (expected 'os/arch[/variant]')"
@@ -214,6 +222,34 @@ class Platform:
         if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
             raise InputError("invalid platform object: 'os.features' must be an array of strings")
         return cls(os_, arch, variant, osv, tuple(feats))
+
+
+_EMPTY = "invalid platform '': expected 'os/arch[/variant]', e.g. 'linux/amd64'"
+
+
+def parse_platform(value: str) -> Platform:
+    """One ``--platform`` value (a single platform): :meth:`Platform.parse`, as a UsageError."""
+    try:
+        return Platform.parse(value)
+    except InputError as e:
+        raise UsageError(e.message) from None
+
+
+def parse_platforms(values: Iterable[str]) -> tuple[Platform, ...]:
+    """``--platform`` values, repeated and/or comma-separated (``linux/amd64,linux/arm64``),
+    as buildx reads them: every part must be a platform (``""``, a trailing comma or a space
+    is an error), duplicates after normalizing are dropped, order is kept. No values: ()."""
+    out: list[Platform] = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                p = Platform.parse(part)
+            except InputError as e:
+                where = f" in {value!r}" if "," in value else ""
+                raise UsageError(e.message + where) from None
+            if p not in out:
+                out.append(p)
+    return tuple(out)
 
 
 def _jtype(v: object) -> str:
