@@ -30,8 +30,9 @@ SCRIPT = textwrap.dedent(
     def hang(cleanup: float, straggler: bool) -> None:
         if straggler:
             threading.Thread(target=time.sleep, args=(30,)).start()
-        print("ready", flush=True)
         try:
+            # "ready" inside the try: a signal right after it must find the finally armed
+            print("ready", flush=True)
             time.sleep(60)
         finally:
             time.sleep(cleanup)
