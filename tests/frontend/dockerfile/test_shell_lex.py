@@ -218,7 +218,7 @@ def test_convert_shell_pattern_to_regex(pattern: str, regex: str) -> None:
     # Semantic check too: the text the pattern spells (escapes resolved, "*" -> "",
     # "?" -> one char) is matched in full.
     sample = _spelled(pattern)
-    m = rx.search(sample)
+    m = rx.find(sample)
     assert m is not None and m.end() == len(sample)
 
 
@@ -266,10 +266,10 @@ def test_convert_semantics() -> None:
     greedy = _convert_shell_pattern_to_regex("a*b", True, True)
     lazy = _convert_shell_pattern_to_regex("a*b", False, True)
     assert greedy.fullmatch("axbxb") is not None
-    m = lazy.search("axbxb")
+    m = lazy.find("axbxb")
     assert m is not None and m.group(0) == "axb"
-    assert _convert_shell_pattern_to_regex("x", True, False).search("ax") is not None
-    assert _convert_shell_pattern_to_regex("x", True, True).search("ax") is None
+    assert _convert_shell_pattern_to_regex("x", True, False).find("ax") is not None
+    assert _convert_shell_pattern_to_regex("x", True, True).find("ax") is None
     # Escaped "}" and "/" lose their backslash: they only had to get through ${...}.
     assert _convert_shell_pattern_to_regex("\\}\\/", True, True).pattern == "^\\}/"
 

@@ -15,13 +15,12 @@ any parent directory* matches. Paths are slash-separated and relative to the con
 from __future__ import annotations
 
 import os
-import re
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from xarch.frontend.dockerfile import goregexp
 from xarch.frontend.dockerfile.errors import DockerfileError
 
 __all__ = [
@@ -230,17 +229,14 @@ class MatchType(Enum):
     REGEXP = "regexpMatch"
 
 
-def _compile(pattern: str, sl: str = _SEP) -> tuple[MatchType, str, re.Pattern[str] | None]:
-    """``Pattern.compile``: classify, and build the regex (Go source string + Python regex).
+def _compile(pattern: str, sl: str = _SEP) -> tuple[MatchType, str, goregexp.Regexp | None]:
+    """``Pattern.compile``: classify, and build the Go regexp (its source and the matcher).
 
-    The Go source is kept verbatim (it is what upstream tables compare). The Python
-    regex differs only where the dialects do: Go's end-of-text ``$`` becomes ``\\Z``
-    (Python's ``$`` also matches before a trailing newline), ``\\z`` becomes ``\\Z``,
-    and ``re.ASCII`` keeps ``\\d``/``\\w``/``\\s`` ASCII-only as in RE2.
-    Raises :class:`BadPatternError` when the regex does not compile.
+    The source is upstream's verbatim (what its tables compare); :mod:`goregexp` compiles it
+    with Go's semantics on RE2 (linear time, unlike Python's backtracking ``re``).
+    Raises :class:`BadPatternError` when Go would fail to compile it.
     """
     go: list[str] = ["^"]
-    py: list[str] = ["^"]
     detected = MatchType.EXACT
     esc_sl = sl + "\\" if sl == "\\" else sl
     any_not_sl = "[^" + esc_sl + "]"
@@ -262,65 +258,46 @@ def _compile(pattern: str, sl: str = _SEP) -> tuple[MatchType, str, re.Pattern[s
                         detected = MatchType.PREFIX
                     else:
                         go.append(".*")
-                        py.append(".*")
                         detected = MatchType.REGEXP
                 else:
-                    frag = "(.*" + esc_sl + ")?"
-                    go.append(frag)
-                    py.append(frag)
+                    go.append("(.*" + esc_sl + ")?")
                     detected = MatchType.REGEXP
                 if i == 0:
                     detected = MatchType.SUFFIX
             else:
                 go.append(any_not_sl + "*")
-                py.append(any_not_sl + "*")
                 detected = MatchType.REGEXP
         elif ch == "?":
             go.append(any_not_sl)
-            py.append(any_not_sl)
             detected = MatchType.REGEXP
         elif ch in _ESCAPE_CHARS:
             go.append("\\" + ch)
-            py.append("\\" + ch)
         elif ch == "\\" and sl == "\\":
             # Windows separator: a backslash is a path separator, never an escape.
             go.append(esc_sl)
-            py.append(esc_sl)
         elif ch == "\\":
             if j < n:
-                nxt = chars[j]
+                go.append("\\" + chars[j])
                 j += 1
-                go.append("\\" + nxt)
-                if nxt == "z":
-                    py.append("\\Z")
-                elif nxt == "Z":  # not an RE2 escape: Go fails to compile
-                    raise BadPatternError(pattern=pattern)
-                else:
-                    py.append("\\" + nxt)
                 detected = MatchType.REGEXP
             else:
                 go.append("\\")
-                py.append("\\")
         elif ch in "[]":
             go.append(ch)
-            py.append(ch)
             detected = MatchType.REGEXP
         else:
-            go.append(ch)
-            py.append(ch)  # includes "^": an assertion in both dialects, as upstream leaves it
+            go.append(ch)  # includes "^": an assertion in Go, as upstream leaves it
         i += 1
 
     if detected != MatchType.REGEXP:
         return detected, "", None
     go.append("$")
-    py.append("\\Z")
+    source = "".join(go)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "possible nested set" FutureWarnings for "[["
-            rx = re.compile("".join(py), re.ASCII)
-    except re.error:
+        rx = goregexp.compile(source)
+    except goregexp.GoRegexpError:
         raise BadPatternError(pattern=pattern) from None
-    return detected, "".join(go), rx
+    return detected, source, rx
 
 
 @dataclass(frozen=True)
@@ -331,7 +308,7 @@ class Pattern:
     exclusion: bool
     match_type: MatchType | None  # None: the regex failed to compile (every match raises)
     regexp_source: str  # Go regexp source ("" unless match_type is REGEXP)
-    _regex: re.Pattern[str] | None
+    _regex: goregexp.Regexp | None
 
     @property
     def dirs(self) -> list[str]:
@@ -355,8 +332,30 @@ class Pattern:
             # "**/foo" also matches "foo" itself.
             return suffix[:1] == _SEP and path == suffix[1:]
         if mt is MatchType.REGEXP and self._regex is not None:
-            return self._regex.search(path) is not None
+            return self._regex.match_string(path)
         # Upstream keeps the pattern (New succeeds) and fails on every match.
+        raise BadPatternError(pattern=p)
+
+    def match_parents(self, parent: str) -> bool:
+        """Does some directory of ``parent`` match: ``a``, ``a/b``, ... up to ``parent``
+        itself (upstream joins ``dirs[:k]``; these are the prefixes ending at a ``/``)?"""
+        mt = self.match_type
+        p = self.cleaned_pattern
+        if mt is MatchType.REGEXP and self._regex is not None:
+            return self._regex.match_prefixes(parent, _SEP)  # one search for every prefix
+        if mt is MatchType.EXACT:
+            return parent.startswith(p) and parent[len(p) : len(p) + 1] in ("", _SEP)
+        if mt is MatchType.PREFIX:
+            return parent.startswith(p[:-2])  # parent itself is the longest prefix
+        if mt is MatchType.SUFFIX:
+            ends = [i for i, c in enumerate(parent) if c == _SEP]
+            ends.append(len(parent))
+            suffix = p[2:]
+            bare = suffix[1:] if suffix[:1] == _SEP else None
+            return any(
+                parent.endswith(suffix, 0, e) or (bare is not None and parent[:e] == bare)
+                for e in ends
+            )
         raise BadPatternError(pattern=p)
 
 
@@ -417,26 +416,17 @@ class PatternMatcher:
         ]
         return f"PatternMatcher({shown!r})"
 
-    @staticmethod
-    def _parent_match(pattern: Pattern, parent_dirs: list[str]) -> bool:
-        for k in range(1, len(parent_dirs) + 1):
-            # Upstream ignores errors here: the pattern already matched the path without error.
-            if pattern.match(_SEP.join(parent_dirs[:k])):
-                return True
-        return False
-
     def matches(self, path: str) -> bool:
         """Excluded? ``MatchesOrParentMatches``: the path or one of its parent dirs matches."""
         matched = False
         parent = _go_dir(path)
-        parent_dirs = parent.split(_SEP)
         for pat in self._patterns:
             # An include can only flip "not matched", an exclusion only "matched".
             if pat.exclusion != matched:
                 continue
             m = pat.match(path)
             if not m and parent != ".":
-                m = self._parent_match(pat, parent_dirs)
+                m = pat.match_parents(parent)
             if m:
                 matched = not pat.exclusion
         return matched
@@ -503,7 +493,7 @@ class PatternMatcher:
                 if not m and not parent_matched:
                     parent = _go_dir(path)
                     if parent != ".":
-                        m = self._parent_match(pat, parent.split(_SEP))
+                        m = pat.match_parents(parent)
             results.append(m)
             if m:
                 matched = not pat.exclusion
@@ -656,26 +646,32 @@ def iter_context(root: Path, matcher: PatternMatcher) -> Iterator[tuple[str, boo
     excluded_dirs: list[str] = []  # excluded ancestors we are descending through
     emitted: set[str] = set()
 
-    def walk(rel: str, info: MatchInfo) -> Iterator[tuple[str, bool]]:
+    def listing(rel: str) -> Iterator[os.DirEntry[str]]:
         with os.scandir(root / rel if rel else root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            path = f"{rel}/{entry.name}" if rel else entry.name
-            is_dir = entry.is_dir(follow_symlinks=False)
-            excluded, child_info = matcher.matches_using_parent_results(path, info)
-            if not excluded:
-                for d in excluded_dirs:
-                    if d not in emitted:
-                        emitted.add(d)
-                        yield d, True
-                yield path, is_dir
-                if is_dir:
-                    yield from walk(path, child_info)
-            elif is_dir and matcher.could_reinclude_under(path):
-                excluded_dirs.append(path)
-                try:
-                    yield from walk(path, child_info)
-                finally:
-                    excluded_dirs.pop()
+            return iter(sorted(it, key=lambda e: e.name))
 
-    yield from walk("", MatchInfo())
+    # An explicit stack, not recursion: a context can nest directories thousands deep.
+    # Frames: (directory, its parent results, entries left, pushed onto excluded_dirs?).
+    stack = [("", MatchInfo(), listing(""), False)]
+    while stack:
+        rel, info, entries, pushed = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            if pushed:
+                excluded_dirs.pop()
+            continue
+        path = f"{rel}/{entry.name}" if rel else entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        excluded, child_info = matcher.matches_using_parent_results(path, info)
+        if not excluded:
+            for d in excluded_dirs:
+                if d not in emitted:
+                    emitted.add(d)
+                    yield d, True
+            yield path, is_dir
+            if is_dir:
+                stack.append((path, child_info, listing(path), False))
+        elif is_dir and matcher.could_reinclude_under(path):
+            excluded_dirs.append(path)
+            stack.append((path, child_info, listing(path), True))

@@ -21,16 +21,23 @@ One deliberate divergence: at the pinned commit BuildKit shares one words buffer
 between nested ``processStopOn`` calls, so ``process_words("a${X:-b}")`` loses the
 ``a``. That is an upstream optimisation bug no vector depends on; we keep the
 per-call buffer semantics every earlier BuildKit release had.
+
+Nesting (``${a:-${b:-...}}``, quotes inside) has no depth limit, as in BuildKit (Go stacks
+grow): the recursive descent runs on an explicit stack of generators (:func:`trampoline`),
+so a deep word costs memory, never a ``RecursionError``. Patterns are Go regexps, matched in
+linear time on RE2 by :mod:`goregexp` (Python's backtracking ``re`` takes exponential time on
+``${v##*a*a*a*a*b}``).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from xarch.frontend.dockerfile import goregexp
 from xarch.frontend.dockerfile.errors import DockerfileError
 
 __all__ = [
@@ -144,6 +151,10 @@ def _go_is_space(ch: str) -> bool:
     return ch in _GO_SPACE_HIGH
 
 
+# unicode.IsSpace as a character class (linear: no repetition), to split runs of text
+_GO_SPACE_RE = re.compile("[\t\n\v\f\r \x85\xa0" + "".join(sorted(_GO_SPACE_HIGH)) + "]")
+
+
 def _go_is_digit(ch: str) -> bool:
     return unicodedata.category(ch) == "Nd"
 
@@ -229,8 +240,18 @@ class _Words:
         self.in_word = True
 
     def add_string(self, s: str) -> None:
-        for ch in s:
-            self.add_char(ch)
+        # add_char for each character, a run at a time: every ${...} level adds its whole
+        # result again, so a per-character loop made deep words quadratic in Python
+        first = True
+        for run in _GO_SPACE_RE.split(s):
+            if not first and self.in_word and self.word:
+                self.words.append(self.word)
+                self.word = ""
+                self.in_word = False
+            first = False
+            if run:
+                self.word += run
+                self.in_word = True
 
     def add_raw_string(self, s: str) -> None:
         self.word += s
@@ -249,12 +270,11 @@ class _Words:
 _REGEX_META = frozenset("[]{}.+()|^$")
 
 
-def _convert_shell_pattern_to_regex(pattern: str, greedy: bool, anchored: bool) -> re.Pattern[str]:
+def _convert_shell_pattern_to_regex(pattern: str, greedy: bool, anchored: bool) -> goregexp.Regexp:
     """``convertShellPatternToRegex``: ``*``/``?`` wildcards, ``\\`` escapes ``*``, ``?``, ``\\``.
 
-    The generated source uses only ``^``, ``.``, ``.*``, ``.*?`` and backslash-escaped
-    punctuation, which mean the same in Python ``re`` and Go RE2 (``.`` excludes newline
-    in both, ``^`` is start-of-text in both), so ``.pattern`` equals Go's ``String()``.
+    The source uses only ``^``, ``.``, ``.*``, ``.*?`` and backslash-escaped punctuation;
+    ``.pattern`` is Go's ``String()``, and RE2 matches it with Go's semantics in linear time.
     """
     s = _Scanner(pattern)
     out: list[str] = ["^"] if anchored else []
@@ -277,7 +297,7 @@ def _convert_shell_pattern_to_regex(pattern: str, greedy: bool, anchored: bool) 
         elif tok in _REGEX_META:
             out.append("\\")
         out.append(tok)
-    return re.compile("".join(out))
+    return goregexp.compile("".join(out))
 
 
 def _reverse_pattern(pattern: str) -> str:
@@ -304,7 +324,7 @@ def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
         rx = _convert_shell_pattern_to_regex(pattern, greedy, True)
     except ShellPatternError as e:
         raise _ShellError(f"invalid pattern ({pattern}) in substitution: {e}") from None
-    m = rx.search(value)
+    m = rx.find(value)
     return value[m.end() :] if m else value
 
 
@@ -365,14 +385,14 @@ def _go_extract(s: str) -> tuple[int, str] | None:
     return num, s[i:]
 
 
-def _go_replace_all(rx: re.Pattern[str], src: str, repl: str) -> str:
+def _go_replace_all(rx: goregexp.Regexp, src: str, repl: str) -> str:
     """Go ``ReplaceAllString``: empty matches right after a match are not replaced."""
     out: list[str] = []
     last_end = 0
     pos = 0
     end = len(src)
     while pos <= end:
-        m = rx.search(src, pos)
+        m = rx.find(src, pos)
         if m is None:
             break
         a0, a1 = m.span()
@@ -392,6 +412,44 @@ def _go_replace_all(rx: re.Pattern[str], src: str, repl: str) -> str:
 
 
 # --- the lexer ----------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+# A lexer step: a generator that yields the sub-steps it calls and gets their results back.
+Step = Generator["Step[Any]", Any, _T]
+
+
+def trampoline(root: Step[_T]) -> _T:
+    """Run ``root`` and the steps it yields on an explicit stack instead of Python's.
+
+    ``x = yield step`` is a call: ``step`` runs to completion first and its return value
+    (or exception) comes back at the ``yield``. Depth is bounded by memory, as BuildKit's
+    recursion is by Go's growable stacks, never by ``sys.getrecursionlimit()``.
+    """
+    stack: list[Step[Any]] = [root]
+    value: Any = None
+    error: Exception | None = None
+    while True:
+        top = stack[-1]
+        try:
+            if error is not None:
+                err, error = error, None
+                call = top.throw(err)
+            else:
+                call = top.send(value)
+        except StopIteration as done:
+            stack.pop()
+            if not stack:
+                return done.value
+            value = done.value
+            continue
+        except Exception as e:  # the caller sees it at its yield, as it would a raise
+            stack.pop()
+            if not stack:
+                raise
+            error = e
+            continue
+        stack.append(call)
+        value = None
 
 
 class _ShellWord:
@@ -415,15 +473,18 @@ class _ShellWord:
         (self.matches if found else self.nonmatches).add(name)
         return (value, True) if found else ("", False)
 
-    def process_stop_on(self, stop: str | None, raw_escapes: bool) -> tuple[str, list[str]]:
+    # Steps that can nest (they reach process_dollar) are generators run by trampoline():
+    # "yield self.step(...)" is the call.
+
+    def process_stop_on(self, stop: str | None, raw_escapes: bool) -> Step[tuple[str, list[str]]]:
         saved = self.raw_escapes
         self.raw_escapes = raw_escapes
         try:
-            return self._process_stop_on(stop)
+            return (yield self._process_stop_on(stop))
         finally:
             self.raw_escapes = saved
 
-    def _process_stop_on(self, stop: str | None) -> tuple[str, list[str]]:
+    def _process_stop_on(self, stop: str | None) -> Step[tuple[str, list[str]]]:
         sc = self.sc
         esc = self.lx.escape
         quotes = not self.lx.skip_process_quotes
@@ -434,11 +495,14 @@ class _ShellWord:
                 sc.next()
                 return "".join(result), words.get_words()
             if ch == "$":
-                tmp = self.process_dollar()
+                tmp = yield self.process_dollar()
                 result.append(tmp)
                 words.add_string(tmp)
             elif quotes and ch in ("'", '"'):
-                tmp = self.process_single_quote() if ch == "'" else self.process_double_quote()
+                if ch == "'":
+                    tmp = self.process_single_quote()
+                else:
+                    tmp = yield self.process_double_quote()
                 result.append(tmp)
                 words.add_raw_string(tmp)
             else:
@@ -477,7 +541,7 @@ class _ShellWord:
                 return "".join(out)
             out.append(ch)
 
-    def process_double_quote(self) -> str:
+    def process_double_quote(self) -> Step[str]:
         sc = self.sc
         raw = self.lx.raw_quotes
         esc = self.lx.escape
@@ -497,7 +561,7 @@ class _ShellWord:
                     out.append(ch)
                 return "".join(out)
             if p == "$":
-                out.append(self.process_dollar())
+                out.append((yield self.process_dollar()))
                 continue
             ch = sc.next()
             if ch == esc:
@@ -527,16 +591,16 @@ class _ShellWord:
             name.append(sc.next())
         return "".join(name)
 
-    def _stop_on_or_missing(self, stop: str, raw: bool, missing: str) -> str:
+    def _stop_on_or_missing(self, stop: str, raw: bool, missing: str) -> Step[str]:
         try:
-            word, _ = self.process_stop_on(stop, raw)
+            word, _ = yield self.process_stop_on(stop, raw)
         except _ShellError:
             if self.sc.peek() == _EOF:
                 raise _ShellError(missing) from None
             raise
         return word
 
-    def process_dollar(self) -> str:
+    def process_dollar(self) -> Step[str]:
         sc = self.sc
         skip_unset = self.lx.skip_unset_env
         sc.next()  # the "$"
@@ -574,7 +638,7 @@ class _ShellWord:
             raw = ch in ("#", "%") and ch != _EOF
             if null_is_unset and raw:
                 raise _ShellError(f"unsupported modifier ({chs}) in substitution")
-            word = self._stop_on_or_missing("}", raw, "syntax error: missing '}'")
+            word = yield self._stop_on_or_missing("}", raw, "syntax error: missing '}'")
             value, found = self.get_env(name)
             if skip_unset and not found:
                 return f"${{{name}{chs}{word}}}"
@@ -607,8 +671,8 @@ class _ShellWord:
             replace_all = sc.peek() == "/"
             if replace_all:
                 sc.next()
-            pattern = self._stop_on_or_missing("/", True, "syntax error: missing '/' in ${}")
-            replacement = self._stop_on_or_missing("}", True, "syntax error: missing '}'")
+            pattern = yield self._stop_on_or_missing("/", True, "syntax error: missing '/' in ${}")
+            replacement = yield self._stop_on_or_missing("}", True, "syntax error: missing '}'")
             value, found = self.get_env(name)
             if skip_unset and not found:
                 return f"${{{name}/{pattern}/{replacement}}}"
@@ -618,7 +682,7 @@ class _ShellWord:
                 raise _ShellError(f"invalid pattern ({pattern}) in substitution: {e}") from None
             if replace_all:
                 return _go_replace_all(rx, value, replacement)
-            m = rx.search(value)
+            m = rx.find(value)
             if m:
                 # First-match replacement is a plain splice: no "$0" template expansion.
                 value = value[: m.start()] + replacement + value[m.end() :]
@@ -658,7 +722,7 @@ class Lexer:
         """Expand *word*; raise :class:`DockerfileError` with BuildKit's message on failure."""
         sw = _ShellWord(self, word, env)
         try:
-            result, words = sw.process_stop_on(None, sw.raw_escapes)
+            result, words = trampoline(sw.process_stop_on(None, sw.raw_escapes))
         except _ShellError as e:
             raise ShellExpansionError(word, str(e), hint=e.hint) from None
         return WordResult(result, words, sw.matches, sw.nonmatches)

@@ -373,9 +373,28 @@ class BuildPlan:
     ) -> tuple[list[ExpandedCommand], StageState]:
         if st.index in memo:
             return memo[st.index]
+        # The FROM chain down from the first stage already expanded (or an image), walked
+        # without recursion: a Dockerfile may chain thousands of stages.
+        chain = [st]
+        while (base := chain[-1].base_stage) is not None and base not in memo:
+            if any(c.index == base for c in chain):
+                break  # a cycle: _check_cycles reports it; do not loop here
+            chain.append(self.stages[base])
+        for s in reversed(chain):
+            self._expand_one(s, base_image, memo)
+        return memo[st.index]
+
+    def _expand_one(
+        self,
+        st: Stage,
+        base_image: Callable[[Stage], BaseImageInfo | None] | None,
+        memo: dict[int, tuple[list[ExpandedCommand], StageState]],
+    ) -> None:
+        """Expand ``st`` whose base stage, if any, is in ``memo`` (or part of a cycle)."""
         image_triggers: tuple[Instruction, ...] = ()
         if st.base_stage is not None:
-            state = self._expand_stage(self.stages[st.base_stage], base_image, memo)[1]
+            base = memo.get(st.base_stage)
+            state = base[1] if base is not None else StageState()
         else:
             info = base_image(st) if base_image is not None else None
             info = info or BaseImageInfo()
@@ -393,7 +412,6 @@ class BuildPlan:
         for cmd in st.commands:
             out.append(dispatcher.dispatch(cmd, from_onbuild=False))
         memo[st.index] = (out, dispatcher.state)
-        return memo[st.index]
 
 
 def expand_for_stage(
@@ -969,16 +987,23 @@ def _reachable(stages: Sequence[Stage], target: int) -> set[int]:
 def _check_cycles(stages: Sequence[Stage], filename: str) -> None:
     state: dict[int, int] = {}  # 1 = on path, 2 = done
 
-    def visit(i: int) -> int | None:
-        state[i] = 1
-        for d in sorted(stages[i].deps):
-            if state.get(d) == 1:
-                return d
-            if d not in state:
-                found = visit(d)
-                if found is not None:
-                    return found
-        state[i] = 2
+    def visit(root: int) -> int | None:
+        """Depth-first from ``root`` on an explicit stack (dependency chains can be thousands
+        long); the first dependency found on the current path closes a cycle."""
+        state[root] = 1
+        path = [(root, iter(sorted(stages[root].deps)))]
+        while path:
+            i, deps = path[-1]
+            for d in deps:
+                if state.get(d) == 1:
+                    return d
+                if d not in state:
+                    state[d] = 1
+                    path.append((d, iter(sorted(stages[d].deps))))
+                    break
+            else:
+                state[i] = 2
+                path.pop()
         return None
 
     for st in stages:
