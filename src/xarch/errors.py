@@ -87,3 +87,12 @@ class StoreError(XarchError):
 
 class VerificationError(XarchError):
     category = Category.SECURITY
+
+
+def human_bytes(n: float) -> str:
+    """A size for a message, in binary units: ``512 B``, ``1.5 KiB``, ``3.0 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

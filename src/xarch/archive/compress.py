@@ -22,7 +22,7 @@ import io
 import os
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import BinaryIO, Literal, Protocol, cast
 import zstandard
 from isal import igzip, isal_zlib
 
-from xarch.errors import IntegrityError, StoreError, UsageError
+from xarch.errors import IntegrityError, StoreError, UsageError, human_bytes
 from xarch.oci import mediatype
 from xarch.oci.digest import Digest, Digester
 
@@ -411,19 +411,15 @@ class ExpansionError(IntegrityError):
     """A layer expands past its :class:`ExpansionLimits`."""
 
 
-def _human(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
+class TapReader(io.RawIOBase):
+    """A raw reader over ``raw`` that counts the bytes read through it and hands each chunk
+    to ``on_data`` (a digester's update): the compressed bytes a decompressor pulled, the
+    uncompressed stream an applier hashes."""
 
-class _CountingReader(io.RawIOBase):
-    """Counts the compressed bytes the decompressor has pulled from the blob."""
-
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, on_data: Callable[[bytes], object] | None = None) -> None:
         self._raw = raw
+        self._on_data = on_data
         self.count = 0
 
     def readable(self) -> bool:
@@ -434,6 +430,8 @@ class _CountingReader(io.RawIOBase):
         if not data:
             return 0
         n = len(data)
+        if self._on_data is not None:
+            self._on_data(data)
         memoryview(b).cast("B")[:n] = data
         self.count += n
         return n
@@ -443,7 +441,7 @@ class _LimitedReader(io.RawIOBase):
     """The decompressed stream, refusing to hand out more than the limits allow."""
 
     def __init__(
-        self, inner: BinaryIO, compressed: _CountingReader | None, limits: ExpansionLimits,
+        self, inner: BinaryIO, compressed: TapReader | None, limits: ExpansionLimits,
         what: str,
     ) -> None:  # fmt: skip
         self._inner = inner
@@ -471,7 +469,7 @@ class _LimitedReader(io.RawIOBase):
         lim, out = self._limits, self.expanded
         if lim.max_size is not None and out > lim.max_size:
             raise ExpansionError(
-                f"{self._what} expands past {lim.max_size} bytes ({_human(lim.max_size)}): "
+                f"{self._what} expands past {lim.max_size} bytes ({human_bytes(lim.max_size)}): "
                 "refusing",
                 hint="a decompression bomb? if the layer is genuine, raise the expansion "
                 "limit (ExpansionLimits.max_size)",
@@ -483,8 +481,8 @@ class _LimitedReader(io.RawIOBase):
             and out > lim.max_ratio * max(1, self._compressed.count)
         ):
             raise ExpansionError(
-                f"{self._what} expands past {lim.max_ratio:g}:1 ({_human(out)} from "
-                f"{_human(self._compressed.count)} so far): refusing",
+                f"{self._what} expands past {lim.max_ratio:g}:1 ({human_bytes(out)} from "
+                f"{human_bytes(self._compressed.count)} so far): refusing",
                 hint="a decompression bomb? if the layer is genuine, raise the expansion "
                 "limit (ExpansionLimits.max_ratio)",
             )
@@ -529,7 +527,7 @@ def decompress_stream(
     kind = detect_compression(head)
     if limits.max_size is None and limits.max_ratio is None:
         return _open(kind, raw)
-    counter = _CountingReader(raw) if kind != "none" else None
+    counter = TapReader(raw) if kind != "none" else None
     inner = _open(kind, cast(BinaryIO, counter) if counter is not None else raw)
     return cast(BinaryIO, io.BufferedReader(_LimitedReader(inner, counter, limits, label), _CHUNK))
 

@@ -10,9 +10,13 @@ differ what it needs, ``remove(key)`` deletes it.
   short symlink names relative to ``<root>/l`` (Docker's overlay2 trick), with ``mount`` run in
   that directory. ``redirect_dir`` and ``metacopy`` are turned off so the upper dir stays a
   plain tree a tar differ understands.
-* copy: parents are flattened (whiteouts applied) into ``base``, copied to ``merged``; after
-  commit the differ compares ``base`` and ``merged`` (archive's diff_trees). Used when overlayfs
-  is unavailable (not root, unsupported backing fs) or when a stack is too deep to mount.
+* copy: parents are flattened (whiteouts applied, overlayfs' rules) into ``base``, copied to
+  ``merged``; after commit the differ compares ``base`` and ``merged`` (archive's diff_trees).
+  Used when overlayfs is unavailable (not root, unsupported backing fs) or when a stack is too
+  deep to mount.
+
+Parents must be extracted on top of the parents below them (archive.apply ``parents``): then
+both kinds show what flattening the image's layer tars shows (export, sbom).
 """
 
 from __future__ import annotations
@@ -226,7 +230,13 @@ def _apply_layer(layer: Path, dest: Path) -> None:
 
 
 def flatten(lowers_topmost_first: Sequence[Path], dest: Path) -> None:
-    """Materialise the union of overlay-style layer dirs into ``dest`` (whiteouts applied)."""
+    """Materialise the union of overlay-style layer dirs into ``dest`` (whiteouts applied).
+
+    Exactly what overlayfs shows for the same lowerdirs: layer dirs hold physical paths only
+    (each was extracted on top of its parents' merged view, archive.apply's ``parents``, or is
+    an overlay upper dir), so nothing here follows a symlink of ``dest``: a layer's directory
+    over a lower symlink or file replaces it, a lower symlink is never written through.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     for layer in reversed(list(lowers_topmost_first)):
         _apply_layer(layer, dest)

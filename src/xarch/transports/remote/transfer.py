@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from xarch.errors import NetworkError, RegistryError
+from xarch.errors import NetworkError, RegistryError, human_bytes
 
 WHAT = "xarch.what"  # request extension: what is being fetched, e.g. 'blob sha256:… from …'
 DEADLINE = "xarch.deadline"  # request extension: absolute ``clock()`` time the body must end by
@@ -36,13 +36,6 @@ class TransferLimits:
     max_bytes: int | None = 32 * 1024 * KiB
     clock: Callable[[], float] = time.monotonic
 
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def describe(request: httpx.Request) -> str:
