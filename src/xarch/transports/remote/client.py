@@ -76,6 +76,7 @@ from xarch.transports.remote.retry import (
     is_retryable_status,
     is_tls_error,
     is_transient_exception,
+    is_unresolvable,
 )
 from xarch.transports.remote.transfer import (
     DEADLINE,
@@ -283,6 +284,13 @@ class RegistryClient:
 
     def _network_error(self, exc: BaseException, host: str | None = None) -> NetworkError:
         target = host or self.registry
+        if is_unresolvable(exc):
+            hostport = host or self.host
+            name = hostport.rpartition(":")[0] or hostport
+            return NetworkError(
+                f"cannot reach registry {target}: host {name!r} does not resolve (DNS)",
+                hint="check the registry name for typos, and this machine's DNS",
+            )
         if is_connection_refused(exc):
             hint = (
                 "is it running?"

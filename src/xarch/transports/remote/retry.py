@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,10 +39,27 @@ def is_retryable_status(status: int) -> bool:
 
 
 def is_transient_exception(exc: BaseException) -> bool:
-    """Connection resets, timeouts and truncated reads; TLS failures are not transient."""
-    if isinstance(exc, httpx.ConnectError) and is_tls_error(exc):
+    """Connection resets, timeouts and truncated reads; TLS failures and host names that do
+    not resolve are not transient."""
+    if isinstance(exc, httpx.ConnectError) and (is_tls_error(exc) or is_unresolvable(exc)):
         return False
     return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
+
+
+def is_unresolvable(exc: BaseException) -> bool:
+    """The host name does not resolve (getaddrinfo failed): asking again cannot help, so it
+    is never retried and is reported as such (``[Errno -2] Name or service not known``,
+    ``-3`` temporary failure, ``-5`` no address)."""
+    seen: BaseException | None = exc
+    depth = 0
+    while seen is not None and depth < 10:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+        depth += 1
+    text = _chain_text(exc).lower()
+    return any(s in text for s in ("name or service not known", "name resolution",
+                                   "nodename nor servname", "no address associated"))
 
 
 def is_tls_error(exc: BaseException) -> bool:
