@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run xarch's test suite. Installs what it needs, starts the services the interop tests use
-# (a docker daemon on a private socket, bridge and iptables off; registries are started per
-# test session by the fixtures on 127.0.0.1) and stops them again. Extra args go to pytest,
-# e.g. `scripts/test.sh -m "not slow"` for the quick loop.
+# (a docker daemon on a private socket, bridge and iptables off; the reference buildkitd of
+# the differential tier; registries are started per test session by the fixtures on
+# 127.0.0.1) and stops them again. Extra args go to pytest, e.g. `scripts/test.sh -m "not
+# slow"` for the quick loop.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -18,14 +19,18 @@ fi
 scripts/install-deps.sh
 
 state="$(mktemp -d /tmp/xarch-test.XXXXXX)"
-cleanup() {
-  if [ -f "$state/dockerd.pid" ]; then
-    pid="$(cat "$state/dockerd.pid")"
+stop() {  # stop the daemon whose pid is in $1, then unmount what it left under $2
+  if [ -f "$1" ]; then
+    pid="$(cat "$1")"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
   fi
-  umount -R "$state/docker/root" 2>/dev/null || true
+  umount -R "$2" 2>/dev/null || true
+}
+cleanup() {
+  stop "$state/dockerd.pid" "$state/docker/root"
+  stop "$state/buildkit/buildkitd.pid" "$state/buildkit/root"
   rm -rf "$state" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -52,6 +57,21 @@ fi
 
 # QEMU handlers for foreign-platform RUN steps (Debian leaves them disabled without systemd)
 .venv/bin/xarch setup emulation >/dev/null || echo "xarch: emulation setup failed; emulated tests will fail" >&2
+
+# the reference BuildKit (v0.32) of the differential tier (tests/conformance): OCI worker,
+# runc, host network; started after the QEMU handlers, so its worker lists the emulated ones.
+# Its config (tests/helpers/buildkit.py) allows plain HTTP to the tier's registry on
+# 127.0.0.1:5000-5009 and RUN --network=host.
+buildkit="$here/../shared/tools/buildkit"
+if [ -x "$buildkit/start.sh" ]; then
+  mkdir -p "$state/buildkit"
+  PYTHONPATH=tests .venv/bin/python -m helpers.buildkit config >"$state/buildkit/buildkitd.toml"
+  if addr="$("$buildkit/start.sh" "$state/buildkit")"; then
+    export XARCH_TEST_BUILDKIT_HOST="$addr"
+  else
+    echo "xarch: buildkitd did not start; the differential tier will start its own" >&2
+  fi
+fi
 
 export XARCH_HYPOTHESIS_EXAMPLES="${XARCH_HYPOTHESIS_EXAMPLES:-10000}"
 .venv/bin/python -m pytest "$@"

@@ -841,6 +841,11 @@ def prune(
         keep = _reachable(st)
         return PruneResult(tuple((d, size) for d, size in st.content.walk() if d not in keep), True)
     report = st.prune(wait=wait, on_wait=on_wait)
+    # what killed builds left (running containers, mounted snapshots) goes too, as their
+    # next start would do; the state lives beside the store
+    from xarch.builder.worker import recover_home
+
+    recover_home(st.root.parent / "builder")
     return PruneResult(tuple(zip(report.removed_digests, report.removed_sizes)), False)
 
 

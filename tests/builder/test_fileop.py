@@ -268,3 +268,64 @@ def test_directories_a_copy_creates_take_the_build_time(
     # without a time: whenever it was written (BuildKit without SOURCE_DATE_EPOCH)
     copy(tree, root, CopySpec(sources=("src",), dest="/e/"))
     assert os.lstat(root / "e").st_mtime > 1_700_000_000
+
+
+def test_chmod_applies_to_the_directories_a_copy_creates(ctx: Path, dst: Path) -> None:
+    """BuildKit v0.32 gives every directory a COPY --chmod creates the --chmod mode: the
+    destination's missing parents, a trailing-slash destination, a directory's new top and
+    --parents' path (corpus cases copy-chown-parents, copy-chmod, copy-link); an existing
+    directory keeps its mode, and without --chmod they are 0755."""
+
+    def mode(rel: str) -> int:
+        return stat.S_IMODE(os.lstat(dst / rel).st_mode)
+
+    (dst / "existing").mkdir(mode=0o751)
+    os.chmod(dst / "existing", 0o751)
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/existing/x/a", mode=0o700))
+    assert (mode("existing"), mode("existing/x"), mode("existing/x/a")) == (0o751, 0o700, 0o700)
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/newdir/", mode=0o640))
+    assert (mode("newdir"), mode("newdir/a.txt")) == (0o640, 0o640)
+    copy(SourceTree(ctx), dst, CopySpec(("dir",), "/d", mode=0o600))
+    assert (mode("d"), mode("d/sub"), mode("d/x")) == (0o600, 0o600, 0o600)
+    copy(SourceTree(ctx), dst, CopySpec(("dir/sub/y",), "/p/", mode=0o750, parents=True))
+    assert (mode("p"), mode("p/dir/sub/y")) == (0o750, 0o750)
+    copy(SourceTree(ctx), dst, CopySpec(("a.txt",), "/plain/deep/a"))
+    assert (mode("plain"), mode("plain/deep")) == (0o755, 0o755)
+
+
+def test_hardlinks_are_kept_within_one_match_only(tmp_path: Path) -> None:
+    """BuildKit v0.32 keeps a hardlink group inside what one source (match) copies, a
+    directory's tree, and breaks it across two sources or two wildcard matches of a COPY."""
+    src = tmp_path / "src"
+    (src / "h").mkdir(parents=True)
+    (src / "h" / "a").write_text("x")
+    os.link(src / "h" / "a", src / "h" / "b")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+
+    def linked(x: str, y: str) -> bool:
+        return os.lstat(dst / x).st_ino == os.lstat(dst / y).st_ino
+
+    copy(SourceTree(src), dst, CopySpec(("h",), "/tree/"))
+    assert linked("tree/a", "tree/b")
+    copy(SourceTree(src), dst, CopySpec(("h/a", "h/b"), "/pair/"))
+    assert not linked("pair/a", "pair/b")
+    copy(SourceTree(src), dst, CopySpec(("h/[ab]",), "/wild/"))
+    assert not linked("wild/a", "wild/b")
+
+
+def test_exclude_with_parents_matches_the_kept_path(tmp_path: Path) -> None:
+    """With --parents, --exclude patterns match the path kept under dest (BuildKit v0.32):
+    "*.log" does not reach into src/a/, "**/*.log" does."""
+    src = _tree(tmp_path / "ctx", {"src/a/keep.txt": "k", "src/a/drop.log": "d", "top.log": "t"})
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    copy(SourceTree(src), dst, CopySpec(("src/*/",), "/out/", parents=True, excludes=("*.log",)))
+    assert _files(dst / "out") == {"src/a/keep.txt": "k", "src/a/drop.log": "d"}
+    copy(
+        SourceTree(src), dst, CopySpec(("src/*/",), "/deep/", parents=True, excludes=("**/*.log",))
+    )
+    assert _files(dst / "deep") == {"src/a/keep.txt": "k"}
+    # without --parents the pattern matches below the copied directory
+    copy(SourceTree(src), dst, CopySpec(("src/a",), "/flat/", excludes=("*.log",)))
+    assert _files(dst / "flat") == {"keep.txt": "k"}

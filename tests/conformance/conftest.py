@@ -1,14 +1,12 @@
-"""Session fixtures of the differential tier: a dockerd, a registry, a base image, a harness.
+"""Session fixtures of the differential tier: a buildkitd, a registry, a base image, a harness.
 
-dockerd: ``XARCH_TEST_DOCKER_HOST`` (scripts/test.sh exports it) or one started here on a
-private socket (bridge and iptables off, host networking only), stopped at the end. The
-Docker client must have BuildKit built in or the buildx plugin: Debian's docker.io 20.10
-client (/usr/bin/docker) is preferred because a newer client without buildx refuses
-``DOCKER_BUILDKIT=1``.
+buildkitd: the reference BuildKit v0.32 (helpers/buildkit.py): ``$XARCH_TEST_BUILDKIT_HOST``
+(scripts/test.sh starts one and exports it) or one started here with ``start.sh`` into a
+private state dir, stopped at the end.
 
 Base image: ``xarch bootstrap`` (busybox-static, variant extract) for the corpus platforms,
-pushed by xarch to a Debian docker-registry on 127.0.0.1, so both builders ``FROM`` the very
-same bytes; Docker pulls it through ``--insecure-registry 127.0.0.0/8``.
+pushed by xarch to a Debian docker-registry on 127.0.0.1:5000-5009 (the ports buildkitd's
+config allows plain HTTP for), so both builders ``FROM`` the very same bytes.
 """
 
 from __future__ import annotations
@@ -18,103 +16,61 @@ import functools
 import http.server
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conformance.harness import CORPUS, DEFAULT_PLATFORMS, DockerCli, Harness
-from helpers.registry import registry_available, start_registry
-from helpers.system import umount_below
+from conformance.harness import CORPUS, DEFAULT_PLATFORMS, BuildKitCli, Harness
+from helpers import buildkit
+from helpers.registry import registry_available
+from helpers.system import IN_CI, missing, umount_below
 
 EPOCH = 1700000000
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "conformance: differential conformance tier (xarch vs Docker BuildKit)"
+        "markers", "conformance: differential conformance tier (xarch vs BuildKit v0.32)"
     )
-
-
-def _docker_client() -> str | None:
-    candidates = ["/usr/bin/docker", shutil.which("docker") or ""]
-    for exe in dict.fromkeys(c for c in candidates if c and os.access(c, os.X_OK)):
-        r = subprocess.run([exe, "version", "--format", "{{.Client.Version}}"],
-                           capture_output=True, text=True)
-        version = (r.stdout or "").strip()
-        try:
-            major = int(version.split(".")[0])
-        except ValueError:
-            continue
-        if major < 23:  # BuildKit built into the client
-            return exe
-        if subprocess.run([exe, "buildx", "version"], capture_output=True).returncode == 0:
-            return exe
-    return None
 
 
 def _why_unusable() -> str | None:
     if os.geteuid() != 0:
-        return "the differential tier needs root (dockerd, overlayfs, runc)"
-    for tool in ("mmdebstrap", "busybox", "dockerd"):
+        return "root (the differential tier runs buildkitd, overlayfs, runc)"
+    for tool in ("mmdebstrap", "busybox", "runc"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed"
+            return tool
     if not registry_available():
-        return "docker-registry is not installed"
-    if _docker_client() is None:
-        return "no docker client with BuildKit (docker.io 20.10 or buildx)"
+        return "docker-registry"
     return None
 
 
 @pytest.fixture(scope="session")
-def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def buildkit_cli() -> Iterator[BuildKitCli]:
     why = _why_unusable()
     if why:
-        pytest.skip(why)
-    env_host = os.environ.get("XARCH_TEST_DOCKER_HOST")
+        missing(why)
+    exe = buildkit.buildctl()
+    env_host = os.environ.get(buildkit.HOST_ENV)
     if env_host:
-        yield env_host
+        yield BuildKitCli(exe, env_host)
         return
     # short path: unix socket paths are limited to 108 bytes
-    state = Path(tempfile.mkdtemp(prefix="xc-dockerd-"))
-    sock = state / "docker.sock"
-    (state / "root").mkdir()
-    (state / "exec").mkdir()
-    log = open(state / "dockerd.log", "wb")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([
-        "dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false",
-        "--data-root", str(state / "root"), "--exec-root", str(state / "exec"),
-        "--pidfile", str(state / "dockerd.pid"), "-H", f"unix://{sock}",
-        "--insecure-registry", "127.0.0.0/8",
-    ], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    host = f"unix://{sock}"
-    client = _docker_client()
-    assert client is not None
+    state = Path(tempfile.mkdtemp(prefix="xc-buildkitd-"))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            r = subprocess.run([client, "version"], env=dict(os.environ, DOCKER_HOST=host),
-                               capture_output=True)
-            if r.returncode == 0:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("dockerd did not start:\n"
-                            + (state / "dockerd.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.2)
-        yield host
+        daemon = buildkit.start(state)
+    except RuntimeError as e:
+        shutil.rmtree(state, ignore_errors=True)
+        if not IN_CI:  # a developer's machine: say why, as for a missing tool
+            pytest.skip(f"the reference buildkitd did not start: {e}")
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield BuildKitCli(exe, daemon.addr)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        umount_below(state)
+        daemon.stop()
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -138,7 +94,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="session")
-def harness(docker_host: str, http_url: str,
+def harness(buildkit_cli: BuildKitCli, http_url: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     from xarch.builder.bootstrap import BootstrapOptions, bootstrap
     from xarch.oci.platform import Platform
@@ -150,7 +106,7 @@ def harness(docker_host: str, http_url: str,
     home = tmp_path_factory.mktemp("conformance-home")
     old = os.environ.get("XARCH_HOME")
     os.environ["XARCH_HOME"] = str(home)
-    reg = start_registry(tmp_path_factory.mktemp("conformance-registry"))
+    reg = buildkit.start_registry(tmp_path_factory.mktemp("conformance-registry"))
     try:
         store = LocalStore(home / "store")
         store.content.init()
@@ -168,14 +124,8 @@ def harness(docker_host: str, http_url: str,
         finally:
             sink.close()
             src.close()
-        client = _docker_client()
-        assert client is not None
-        h = Harness(store, reg.url, DockerCli(client, docker_host),
-                    tmp_path_factory.mktemp("conformance-work"), http_url, opts)
-        try:
-            yield h
-        finally:
-            h.cleanup()
+        yield Harness(store, reg.url, buildkit_cli, tmp_path_factory.mktemp("conformance-work"),
+                      http_url, opts)
     finally:
         reg.stop()
         if old is None:

@@ -1,4 +1,5 @@
-"""Build one corpus case with xarch and with Docker BuildKit; hand back comparable views.
+"""Build one corpus case with xarch and with the reference BuildKit (v0.32); hand back
+comparable views.
 
 A case is a directory ``corpus/<name>/`` with a ``Dockerfile``, its context files and a
 ``case.toml``:
@@ -6,10 +7,6 @@ A case is a directory ``corpus/<name>/`` with a ``Dockerfile``, its context file
     platforms = ["linux/amd64", "linux/arm64"]   # default
     build_args = { K = "v" }
     target = "stage"
-    docker_supported = true         # false: Docker 20.10 cannot build it (heredocs, --link...)
-    docker_dockerfile = "Dockerfile.docker"  # optional: an equivalent Dockerfile Docker can build;
-                                    # config and filesystem are compared, history only if
-    compare_history = true          # ... this says so (default: true unless docker_dockerfile)
     parent = "other-case"           # built first by both builders; @PARENT@ names it
     secrets = { id = "value" }      # --secret id=...,src=<file holding value>
     modes = { "file" = "0600" }     # chmod in the copied context (git keeps only 644/755)
@@ -17,23 +14,29 @@ A case is a directory ``corpus/<name>/`` with a ``Dockerfile``, its context file
     xattrs = { "f" = { "user.k" = "v" } }  # extended attributes set in the copied context
                                     # ("hex:..." for binary values)
     labels = { k = "v" }            # --label for both builders
-    docker_deviations = ["..."]     # exact difference lines where Docker 20.10 is wrong
-                                    # (each one explained in docs/compat.md)
     ignore_paths = []               # more paths left out of the filesystem comparison
     xfail = "reason"                # known xarch bug (strict: flips when fixed)
-    [expect]                        # hand-written expectations, see differential.check_expectations
+    deviations = ["line", ...]      # differences xarch keeps on purpose, word for word
+    known_differences = ["line"]    # xarch bugs not fixed yet, word for word (both listed in
+                                    # docs/compat.md; a line that stops occurring fails)
+    [expect]                        # hand-written expectations, checked against both
+                                    # builders (see differential.check_expectations)
 
 Dockerfile templates: ``@BASE@`` is the busybox base in the local registry, ``@PARENT@`` the
 parent case's image as each builder named it, ``@HTTP@`` the base URL of a static HTTP server
 serving ``corpus/_http/``. ``case.toml`` and ``Dockerfile*`` are not part of the context.
+
+BuildKit builds every platform of a case in one ``buildctl build`` into an OCI layout; a case
+that is another's parent is also pushed to the local registry, where the child's ``FROM``
+finds it (buildkitd has no image store of its own).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -43,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conformance.differential import ImageView, read_docker_save, view_from_layers
+from conformance.differential import ImageView, view_from_layers
 from xarch.archive.compress import decompress_stream
 from xarch.oci.manifest import Index, Manifest, parse_any
 from xarch.oci.platform import Platform
@@ -51,6 +54,8 @@ from xarch.transports.store import LocalStore
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json")
 
 
 @dataclass(frozen=True)
@@ -63,36 +68,6 @@ class Case:
     def platforms(self) -> tuple[str, ...]:
         return tuple(self.spec.get("platforms", DEFAULT_PLATFORMS))
 
-    @property
-    def docker_supported(self) -> bool:
-        return bool(self.spec.get("docker_supported", True))
-
-    @property
-    def docker_dockerfile(self) -> str:
-        return str(self.spec.get("docker_dockerfile", "Dockerfile"))
-
-    @property
-    def mount_targets(self) -> tuple[str, ...]:
-        """Where ``RUN --mount`` puts things (their empty stubs may be left in a layer)."""
-        out = []
-        for path in self.dir.glob("Dockerfile*"):
-            for m in re.finditer(r"--mount=(\S+)", path.read_text()):
-                opts: dict[str, str] = {}
-                for kv in m.group(1).split(","):
-                    k, _, v = kv.partition("=")
-                    opts[k] = v
-                target = opts.get("target") or opts.get("dst") or opts.get("destination")
-                if not target and opts.get("type") == "secret":
-                    target = "/run/secrets/" + opts.get("id", "")
-                if target:
-                    out.append(target)
-        return tuple(out)
-
-    @property
-    def compare_history(self) -> bool:
-        default = self.docker_supported and "docker_dockerfile" not in self.spec
-        return bool(self.spec.get("compare_history", default))
-
 
 def load_cases() -> list[Case]:
     cases = []
@@ -104,41 +79,38 @@ def load_cases() -> list[Case]:
     return cases
 
 
-def slug(platform: str) -> str:
-    return platform.replace("/", "-")
-
-
 @dataclass
 class Built:
     xarch: dict[str, ImageView] = field(default_factory=dict)
-    docker: dict[str, ImageView] = field(default_factory=dict)
+    buildkit: dict[str, ImageView] = field(default_factory=dict)
     xarch_error: str | None = None
-    docker_error: str | None = None
+    buildkit_error: str | None = None
 
 
-class DockerCli:
-    def __init__(self, exe: str, host: str) -> None:
+class BuildKitCli:
+    def __init__(self, exe: str, addr: str) -> None:
         self.exe = exe
-        self.env = dict(os.environ, DOCKER_HOST=host, DOCKER_BUILDKIT="1")
+        self.addr = addr
 
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.exe, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+    def run(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.exe, "--addr", self.addr, *args], capture_output=True,
+                              text=True, timeout=timeout)
 
 
 class Harness:
-    """Session-wide: one store, one registry, one dockerd; every case built once."""
+    """Session-wide: one store, one registry, one buildkitd; every case built once."""
 
-    def __init__(self, store: LocalStore, registry: str, docker: DockerCli, work: Path,
+    def __init__(self, store: LocalStore, registry: str, buildkit: BuildKitCli, work: Path,
                  http_url: str, registry_options: Any) -> None:
         self.store = store
         self.registry = registry
-        self.docker = docker
+        self.buildkit = buildkit
         self.work = work
         self.http_url = http_url
         self.registry_options = registry_options
         self.base = f"{registry}/base/busybox:bookworm"
         self.cases = {c.name: c for c in load_cases()}
+        self.parents = {c.spec["parent"] for c in self.cases.values() if "parent" in c.spec}
         self._built: dict[str, Built] = {}
         self._lock = threading.RLock()
 
@@ -153,36 +125,42 @@ class Harness:
                 self._built[name] = self._build(case)
             return self._built[name]
 
-    def cleanup(self) -> None:
-        """Remove the images this session tagged in the (possibly shared) dockerd."""
-        r = self.docker.run("images", "--format", "{{.Repository}}:{{.Tag}}", "conformance/*")
-        tags = [t for t in r.stdout.split() if t.startswith("conformance/")]
-        if tags:
-            self.docker.run("rmi", "-f", *tags)
-
     def _build(self, case: Case) -> Built:
         out = Built()
         ctx = self._context(case)
+        # BuildKit's build runs while xarch's does: the two share nothing but the context
+        # (read-only) and the registry, and the tier's time is mostly waiting on steps
+        ref: dict[str, Any] = {}
+
+        def reference() -> None:
+            try:
+                ref["views"] = self._buildkit(case, ctx)
+            except Exception as e:
+                ref["error"] = f"{type(e).__name__}: {e}"
+
+        t = threading.Thread(target=reference, name=f"buildkit-{case.name}")
+        t.start()
         try:
             out.xarch = self._xarch(case, ctx)
         except Exception as e:
             out.xarch_error = f"{type(e).__name__}: {e}"
-        if case.docker_supported or "docker_dockerfile" in case.spec:
-            try:
-                out.docker = self._docker(case, ctx)
-            except Exception as e:
-                out.docker_error = f"{type(e).__name__}: {e}"
+        finally:
+            t.join()
+        out.buildkit = ref.get("views", {})
+        out.buildkit_error = ref.get("error")
         return out
 
-    def _template(self, case: Case, dockerfile: str, builder: str, platform: str | None) -> str:
-        text = (case.dir / dockerfile).read_text()
+    def _template(self, case: Case, builder: str) -> str:
+        text = (case.dir / "Dockerfile").read_text()
         text = text.replace("@BASE@", self.base).replace("@HTTP@", self.http_url)
         if "parent" in case.spec:
-            parent = case.spec["parent"]
-            ref = (f"conformance/{parent}:latest" if builder == "xarch"
-                   else f"conformance/{parent}:{slug(platform or '')}")
-            text = text.replace("@PARENT@", ref)
+            text = text.replace("@PARENT@", self._image_name(case.spec["parent"], builder))
         return text
+
+    def _image_name(self, name: str, builder: str) -> str:
+        # xarch: a name in its local store; BuildKit: pushed to the local registry
+        tag = f"conformance/{name}:latest"
+        return tag if builder == "xarch" else f"{self.registry}/{tag}"
 
     def _context(self, case: Case) -> Path:
         ctx = self.work / "ctx" / case.name
@@ -219,17 +197,15 @@ class Harness:
 
         df = self.work / "dockerfiles" / case.name / "xarch" / "Dockerfile"
         df.parent.mkdir(parents=True, exist_ok=True)
-        df.write_text(self._template(case, "Dockerfile", "xarch", None))
-        tag = f"conformance/{case.name}:latest"
+        df.write_text(self._template(case, "xarch"))
         res = build(BuildOptions(
             context=ctx, dockerfile=df,
             platforms=tuple(Platform.parse(p) for p in case.platforms),
-            tags=(tag,),
+            tags=(self._image_name(case.name, "xarch"),),
             build_args=dict(case.spec.get("build_args") or {}),
             target=case.spec.get("target"),
             labels=dict(case.spec.get("labels") or {}),
             secrets=tuple(Secret(id=k, src=str(v)) for k, v in self._secret_files(case).items()),
-            network="host",
             registry_options=self.registry_options,
         ), store=self.store)
         return self.store_views(res.root)
@@ -250,43 +226,68 @@ class Harness:
             views[key] = view_from_layers(cfg, streams)
         return views
 
-    # -- docker --------------------------------------------------------------------------
+    # -- BuildKit ------------------------------------------------------------------------
 
-    def _docker(self, case: Case, ctx: Path) -> dict[str, ImageView]:
-        tags = {}
-        secrets = self._secret_files(case)
-        for p in case.platforms:
-            df = self.work / "dockerfiles" / case.name / "docker" / slug(p) / "Dockerfile"
-            df.parent.mkdir(parents=True, exist_ok=True)
-            df.write_text(self._template(case, case.docker_dockerfile, "docker", p))
-            tag = f"conformance/{case.name}:{slug(p)}"
-            args = ["build", "--network", "host", "--platform", p, "--progress", "plain",
-                    "-f", str(df), "-t", tag]
-            for k, v in (case.spec.get("build_args") or {}).items():
-                args += ["--build-arg", f"{k}={v}"]
-            if case.spec.get("target"):
-                args += ["--target", case.spec["target"]]
-            for k, v in (case.spec.get("labels") or {}).items():
-                args += ["--label", f"{k}={v}"]
-            for sid, path in secrets.items():
-                args += ["--secret", f"id={sid},src={path}"]
-            r = self.docker.run(*args, str(ctx))
-            if r.returncode != 0:
-                tail = "\n".join(r.stderr.strip().splitlines()[-15:])
-                raise RuntimeError(f"docker build --platform {p} failed:\n{tail}")
-            tags[p] = tag
-        archive = self.work / "saves" / f"{case.name}.tar"
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        r = self.docker.run("save", "-o", str(archive), *tags.values())
+    def _buildkit(self, case: Case, ctx: Path) -> dict[str, ImageView]:
+        df = self.work / "dockerfiles" / case.name / "buildkit" / "Dockerfile"
+        df.parent.mkdir(parents=True, exist_ok=True)
+        df.write_text(self._template(case, "buildkit"))
+        layout = self.work / "layouts" / case.name
+        if layout.exists():
+            shutil.rmtree(layout)
+        args = ["build", "--progress", "plain", "--frontend", "dockerfile.v0",
+                "--local", f"context={ctx}", "--local", f"dockerfile={df.parent}",
+                "--opt", "filename=Dockerfile", "--opt", "platform=" + ",".join(case.platforms),
+                # RUN --network=host (the daemon's config grants it; the default is host too)
+                "--allow", "network.host",
+                "--output", f"type=oci,dest={layout},tar=false"]
+        if case.name in self.parents:
+            args += ["--output",
+                     f"type=image,name={self._image_name(case.name, 'buildkit')},push=true"]
+        for k, v in (case.spec.get("build_args") or {}).items():
+            args += ["--opt", f"build-arg:{k}={v}"]
+        if case.spec.get("target"):
+            args += ["--opt", f"target={case.spec['target']}"]
+        for k, v in (case.spec.get("labels") or {}).items():
+            args += ["--opt", f"label:{k}={v}"]
+        for sid, path in self._secret_files(case).items():
+            args += ["--secret", f"id={sid},src={path}"]
+        r = self.buildkit.run(*args)
         if r.returncode != 0:
-            raise RuntimeError(f"docker save failed: {r.stderr.strip()}")
-        saved = read_docker_save(str(archive))
-        archive.unlink()
-        return {p: saved[_docker_tag(t)] for p, t in tags.items()}
+            tail = "\n".join(r.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(f"buildctl build failed:\n{tail}")
+        views = layout_views(layout)
+        shutil.rmtree(layout)
+        return views
 
 
-def _docker_tag(tag: str) -> str:
-    return tag if "/" in tag.split(":")[0] else f"library/{tag}"
+def layout_views(layout: Path) -> dict[str, ImageView]:
+    """An OCI image layout (BuildKit's ``type=oci`` output) -> {platform: view}. Read with
+    the standard library only, so nothing of xarch's stands between BuildKit and the diff."""
+    def blob(digest: str) -> bytes:
+        algo, _, hexd = digest.partition(":")
+        return (layout / "blobs" / algo / hexd).read_bytes()
+
+    top = json.loads((layout / "index.json").read_text())
+    (root,) = top["manifests"]
+    descs = (json.loads(blob(root["digest"]))["manifests"]
+             if root["mediaType"] in INDEX_TYPES else [root])
+    views = {}
+    for d in descs:
+        man = json.loads(blob(d["digest"]))
+        cfg = json.loads(blob(man["config"]["digest"]))
+        streams: list[BinaryIO] = []
+        for layer in man["layers"]:
+            data = blob(layer["digest"])
+            if layer["mediaType"].endswith("+gzip") or layer["mediaType"].endswith(".gzip"):
+                data = gzip.decompress(data)
+            elif not layer["mediaType"].endswith(".tar"):
+                raise ValueError(f"unexpected layer media type {layer['mediaType']}")
+            streams.append(io.BytesIO(data))
+        p = d.get("platform")
+        key = _cfg_platform(p) if p else _cfg_platform(cfg)
+        views[key] = view_from_layers(cfg, streams)
+    return views
 
 
 def _cfg_platform(cfg: Mapping[str, Any]) -> str:

@@ -205,7 +205,7 @@ def test_sigterm_during_run_and_test(home: Path, tmp_path: Path, command: tuple[
     _quick_build(home, tmp_path)
 
 
-@pytest.mark.parametrize("next_start", ["build", "run"])
+@pytest.mark.parametrize("next_start", ["build", "run", "prune"])
 def test_kill_9_leftovers_are_cleaned_at_the_next_start(home: Path, tmp_path: Path,
                                                         next_start: str) -> None:
     ctx, nonce = _long_build(tmp_path)
@@ -219,6 +219,8 @@ def test_kill_9_leftovers_are_cleaned_at_the_next_start(home: Path, tmp_path: Pa
     t0 = time.monotonic()
     if next_start == "build":
         _quick_build(home, tmp_path)
+    elif next_start == "prune":
+        _xarch_ok(home, "prune")
     else:
         assert _xarch_ok(home, "run", BASE, "echo", "hi").strip() == "hi"
     print(f"next {next_start} with the clean-up: {time.monotonic() - t0:.2f}s")

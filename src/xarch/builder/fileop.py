@@ -242,9 +242,15 @@ class SourceTree:
         return out
 
 
-def _mkdir_all(root: Path, rel_dir: str, owner: tuple[int, int] | None,
-               created: list[Path] | None = None) -> Path:
-    """Create ``rel_dir`` (and parents) under root, 0755, owned by ``owner`` when given;
+def _mkdir_all(
+    root: Path,
+    rel_dir: str,
+    owner: tuple[int, int] | None,
+    created: list[Path] | None = None,
+    mode: int = 0o755,
+) -> Path:
+    """Create ``rel_dir`` (and parents) under root with ``mode`` (0755; a COPY's ``--chmod``
+    mode, as BuildKit gives every directory a COPY creates), owned by ``owner`` when given;
     ``created`` collects what was made.
 
     The path is resolved inside root first (symlinks scoped to root, as fs.RootPath), then
@@ -259,8 +265,8 @@ def _mkdir_all(root: Path, rel_dir: str, owner: tuple[int, int] | None,
     if not cur.is_dir():
         raise InputError(f"cannot copy to non-directory: /{os.path.relpath(cur, root)}")
     for path in reversed(missing):
-        os.mkdir(path, 0o755)
-        os.chmod(path, 0o755)  # umask must not matter
+        os.mkdir(path, 0o700)
+        os.chmod(path, mode)  # umask must not matter
         if owner is not None:
             os.lchown(path, *owner)
         if created is not None:
@@ -404,18 +410,27 @@ def copy(tree: SourceTree, dst_root: Path, spec: CopySpec) -> int:
     # fsutil: ensure the parent of dest (or dest itself when it ends in "/") exists
     ensure = dest_clean if dest_is_dir else str(PurePosixPath("/" + dest_clean).parent).lstrip("/")
     made: list[Path] = []
-    _mkdir_all(dst_root, ensure, spec.owner, made)
+    # every directory the COPY creates (dest, its parents, --parents' path) gets the --chmod
+    # mode, as in BuildKit (its copy applies the mode to what it creates); 0755 without one
+    dir_mode = spec.mode if spec.mode is not None else 0o755
+    _mkdir_all(dst_root, ensure, spec.owner, made, dir_mode)
     copier = _Copier(tree, dst_root, spec, excludes)
     for pattern, rel in matches:
+        # hardlink groups are kept within what one match copies (a directory's tree), never
+        # across two sources or two wildcard matches of one COPY: BuildKit copies each match
+        # on its own (corpus case hardlinks-from-stage)
+        copier.inodes = {}
         src = tree.resolve(rel, follow=True)
         target_rel = dest_clean
         if spec.parents:
             keep = _parents_rel(rel, pattern)
             target_rel = f"{dest_clean}/{keep}" if dest_clean else keep
             _mkdir_all(dst_root, str(PurePosixPath("/" + target_rel).parent).lstrip("/"), spec.owner,
-                       made)
+                       made, dir_mode)
             target = safe_join(dst_root, target_rel)
-            copier.copy(src, rel, "", target, top=True)
+            # --exclude matches the path kept under dest (from the pivot), as BuildKit's copy
+            # of the whole source root does: "*.log" spares src/a/x.log (copy-exclude-parents)
+            copier.copy(src, rel, keep, target, top=True)
             continue
         target = safe_join(dst_root, target_rel) if target_rel else dst_root
         src_is_dir = src.is_dir()  # src was resolved with the top-level symlink followed
@@ -424,9 +439,9 @@ def copy(tree: SourceTree, dst_root: Path, spec: CopySpec) -> int:
             target_rel = f"{target_rel}/{PurePosixPath(rel).name}" if target_rel else PurePosixPath(rel).name
             target = safe_join(dst_root, target_rel)
         elif src_is_dir and not dst_exists:
-            # created like a parent (0755, no --chmod, not the source's metadata): what
-            # BuildKit writes for COPY --chmod=600 dir /d (the differential corpus checks it)
-            _mkdir_all(dst_root, target_rel, spec.owner, made)
+            # created like a parent (the --chmod mode or 0755, not the source's metadata):
+            # what BuildKit writes for COPY --chmod=600 dir /d (corpus case copy-chmod)
+            _mkdir_all(dst_root, target_rel, spec.owner, made, dir_mode)
         copier.copy(src, rel, "", target, top=True)
     if spec.created_mtime is not None:
         ns = spec.created_mtime * 1_000_000_000

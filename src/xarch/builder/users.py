@@ -37,10 +37,14 @@ def _lookup_group(root: Path, group: str) -> int | None:
 
 
 def resolve_user(root: Path, spec: str) -> tuple[int, int, list[int]]:
-    """``USER`` value -> (uid, gid, supplementary gids), as runc/BuildKit resolve it."""
-    if not spec:
-        return 0, 0, []
-    user, _, group = spec.partition(":")
+    """``USER`` value -> (uid, gid, supplementary gids), as BuildKit v0.32 resolves it.
+
+    The supplementary gids are the groups of the image's /etc/group that list the user (only
+    when the USER has no explicit group), plus the primary gid, always (containerd's
+    ``WithAdditionalGIDs`` ensures it): ``id`` prints ``groups=`` for every user. No USER is
+    uid 0 looked up like ``USER 0``.
+    """
+    user, _, group = (spec or "0").partition(":")
     found = _lookup_user(root, user)
     if found is None:
         if not user.isdigit():
@@ -62,12 +66,18 @@ def resolve_user(root: Path, spec: str) -> tuple[int, int, list[int]]:
     name = user
     if user.isdigit():
         name = next((f[0] for f in _read_db(root, "passwd") if len(f) >= 3 and f[2] == user), user)
-    # runc/BuildKit: every group listing the user, the primary one included when listed
-    extra = sorted({
-        int(f[2]) for f in _read_db(root, "group")
-        if len(f) >= 4 and f[2].isdigit() and name in f[3].split(",")
-    }) if not group else []
-    return uid, gid, extra
+    # every group listing the user (none with an explicit group), and the primary gid; the
+    # kernel keeps the list sorted (setgroups), so sorted here too
+    listed = (
+        {
+            int(f[2])
+            for f in _read_db(root, "group")
+            if len(f) >= 4 and f[2].isdigit() and name in f[3].split(",")
+        }
+        if not group
+        else set()
+    )
+    return uid, gid, sorted(listed | {gid})
 
 
 def resolve_chown(root: Path, spec: str) -> tuple[int, int]:

@@ -1,9 +1,14 @@
 """The build worker: does the I/O for each graph op (the solver's ``Worker``).
 
-Layers are extracted once per store into ``layers/<diffid>`` in overlayfs form (whiteouts as
+Layers are extracted once per store into ``chains/<chainid>`` in overlayfs form (whiteouts as
 0/0 char devices, opaque dirs by xattr) and stacked as lowerdirs; a RUN or COPY writes into a
 fresh upper dir whose contents *are* the new layer. After a step the upper dir is adopted as
 the extracted form of the layer it produced, so the next step stacks it without re-extracting.
+A layer is extracted on top of its parents' merged view (archive.apply's ``parents``: an entry
+under a lower layer's symlinked directory lands where the symlink points, as in an exported
+image), so its directory depends on the whole chain below it and is keyed by the ChainID. The
+``layers/<diffid>`` dirs of older versions were extracted without their parents and are never
+read.
 
 Each worker holds a :class:`Lease` on ``owners/<id>`` for its step dirs, downloads and the
 runtime's state (``owners/<id>/rt/<runtime>``, passed as ``--root``); its snapshots and secret
@@ -47,6 +52,7 @@ from xarch.errors import (
     NetworkError,
     NotFoundError,
     RuntimeFailure,
+    StoreError,
     UsageError,
     XarchError,
 )
@@ -60,7 +66,7 @@ from xarch.executor.runtime import (
     remove_containers,
 )
 from xarch.executor.runtime import run as run_container
-from xarch.executor.spec import NetworkMode, runtime_spec
+from xarch.executor.spec import KEPT_MOUNT_POINTS, NetworkMode, runtime_spec
 from xarch.frontend.dockerfile.dockerignore import PatternMatcher
 from xarch.graph.ops import ContextOp, CopyOp, ExecOp, ImageOp, MkdirOp, MountSpec, Vertex
 from xarch.oci.config import ImageConfig
@@ -68,10 +74,10 @@ from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 from xarch.oci.manifest import Manifest
 from xarch.oci.platform import Platform
+from xarch.snapshot.chain import chain_id, chain_ids
 from xarch.snapshot.overlay import Snapshotter, mounts_below, unmount_below
 from xarch.solver.solver import LayerRef, Result
 
-_COMPLETE = ".xarch-complete"
 # How long a cancelled build waits for its steps to unwind (stopped containers return at
 # once; an uninterruptible copy or extraction may not) before it stops waiting.
 CANCEL_GRACE = 1.0
@@ -182,6 +188,22 @@ def clean_owner(owners: Path, owner: str, snapshots: Snapshotter) -> bool:
     return clean
 
 
+def recover_home(home: Path) -> list[str]:
+    """What ``xarch prune`` does for the builder state: clean up after every dead owner
+    (containers a ``kill -9`` left running, mounted snapshots), without taking a lease.
+    Live builds are never touched (their lock is held). Returns the owner ids cleaned."""
+    owners = home / "owners"
+    if not owners.is_dir():
+        return []
+    cleaned = recover_leftovers(owners, Snapshotter(private_dir(home) / "snapshots"))
+    # layers extracted per diffID by xarch before chains/ (never read now): once no live
+    # owner is left that could still have them mounted, they are only dead weight
+    legacy = home / "layers"
+    if legacy.is_dir() and not any(owners.glob("*.lock")) and not mounts_below(legacy):
+        shutil.rmtree(legacy, ignore_errors=True)
+    return cleaned
+
+
 def recover_leftovers(owners: Path, snapshots: Snapshotter) -> list[str]:
     """Clean up after every dead owner under ``owners`` (a build or run that was killed):
     running containers, mounted snapshots, step dirs. Returns the owner ids cleaned."""
@@ -211,6 +233,28 @@ def recover_leftovers(owners: Path, snapshots: Snapshotter) -> list[str]:
     return cleaned
 
 
+def private_dir(path: Path) -> Path:
+    """Create (or check) the worker's state directory: ours and 0700.
+
+    Extracted layers keep what images ship: setuid/setgid files, file capabilities, device
+    nodes. Anyone who can traverse to them can run an image's setuid shell as root, so, as
+    containerd and BuildKit do for their snapshot roots, nobody but the owner may enter this
+    directory; a looser mode found at start (an older xarch made it 0755, or a umask) is
+    tightened, and a directory owned by another user is refused rather than used.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise StoreError(
+            f"build state directory {path} is owned by uid {st.st_uid}, not by this user "
+            f"({os.geteuid()}); refusing to run images' files from a directory others control",
+            hint="use an XARCH_HOME of your own",
+        )
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
 class BuildWorker:
     def __init__(
         self,
@@ -221,12 +265,14 @@ class BuildWorker:
     ) -> None:
         self.store = store
         # runc refuses a rootfs path that goes through a symlink (/tmp/... -> ...): resolve once
-        self.home = home.resolve()
+        self.home = private_dir(home).resolve()
         home = self.home
         self.opts = options
         self._runtime = runtime
-        self.layers_dir = home / "layers"
-        self.layers_dir.mkdir(parents=True, exist_ok=True)
+        # keyed by ChainID (an extracted layer depends on its parents): not the diffID-keyed
+        # ``layers/`` of older versions, whose dirs may hold lower symlinks' paths as real dirs
+        self.layers_dir = home / "chains"
+        self.layers_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # our own lease first: from then on no other worker mistakes our state for leftovers
         self.lease = Lease(home / "owners")
         self.tmp_dir = self.lease.dir / "tmp"
@@ -248,6 +294,7 @@ class BuildWorker:
         self._tree = fileop.SourceTree(options.context_dir, options.ignore,
                                        fileop.DigestCache(home / "context-digests.json"))
         self._snap_lowers: dict[str, list[Path]] = {}
+        self._snap_chains: dict[str, Digest | None] = {}  # snapshot key -> its parents' chain
         self._downloads: dict[str, _Download] = {}
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._dl_dir: Path | None = None
@@ -342,19 +389,27 @@ class BuildWorker:
 
     # -- layer extraction ----------------------------------------------------------------
 
-    def layer_dir(self, layer: LayerRef) -> Path:
-        """The layer's extracted overlay-form directory (extracted on first use)."""
-        d = self.layers_dir / layer.diff_id.hex
-        if (d / _COMPLETE).exists() or (self.layers_dir / f"{layer.diff_id.hex}.complete").exists():
+    def layer_dir(self, layer: LayerRef, chain: Digest, parents: Sequence[Path] = ()) -> Path:
+        """The extracted overlay-form directory of ``layer`` as the top of the stack ``chain``
+        (its ChainID) over ``parents`` (the extracted dirs below it, topmost first), extracted
+        on first use on top of their merged view."""
+        d = self.layers_dir / chain.hex
+        if (self.layers_dir / f"{chain.hex}.complete").exists():
             return d
-        with self._busy(), self._layer_lock(layer.diff_id.hex):
-            marker = self.layers_dir / f"{layer.diff_id.hex}.complete"
+        with self._busy(), self._layer_lock(chain.hex):
+            marker = self.layers_dir / f"{chain.hex}.complete"
             if marker.exists():
                 return d
             tmp = Path(tempfile.mkdtemp(prefix="extract-", dir=self.tmp_dir))
             try:
                 with self.store.open(layer.descriptor.digest) as f:
-                    apply_layer(cast(BinaryIO, f), tmp, mode="overlay", diff_id=str(layer.diff_id))
+                    apply_layer(
+                        cast(BinaryIO, f),
+                        tmp,
+                        mode="overlay",
+                        diff_id=str(layer.diff_id),
+                        parents=parents,
+                    )
                 if d.exists():
                     shutil.rmtree(d)
                 os.replace(tmp, d)
@@ -378,11 +433,13 @@ class BuildWorker:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    def _adopt_upper(self, upper: Path, diff_id: Digest) -> None:
-        """Keep a step's overlay upper dir as the extracted form of the layer it produced."""
-        marker = self.layers_dir / f"{diff_id.hex}.complete"
-        d = self.layers_dir / diff_id.hex
-        with self._layer_lock(diff_id.hex):
+    def _adopt_upper(self, upper: Path, chain: Digest) -> None:
+        """Keep a step's overlay upper dir as the extracted form of the layer it produced
+        (``chain``: that layer's ChainID over the step's parents). An upper dir holds physical
+        paths only, as an extraction over the same parents does."""
+        marker = self.layers_dir / f"{chain.hex}.complete"
+        d = self.layers_dir / chain.hex
+        with self._layer_lock(chain.hex):
             if marker.exists():
                 return
             if d.exists():
@@ -391,7 +448,14 @@ class BuildWorker:
             marker.touch()
 
     def _lowers(self, layers: Sequence[LayerRef]) -> list[Path]:
-        return [self.layer_dir(layer) for layer in reversed(layers)]
+        """The extracted dirs of ``layers`` (bottom first), topmost first: each one extracted
+        over the ones below it."""
+        dirs: list[Path] = []  # topmost first
+        chain: Digest | None = None
+        for layer in layers:
+            chain = chain_id(chain, layer.diff_id)
+            dirs.insert(0, self.layer_dir(layer, chain, tuple(dirs)))
+        return dirs
 
     @contextlib.contextmanager
     def _rootfs(self, layers: Sequence[LayerRef], *, label: str) -> Iterator[tuple[str, Path]]:
@@ -400,14 +464,17 @@ class BuildWorker:
             key = f"{label}-{uuid.uuid4().hex}"
             lowers = self._lowers(layers)
             self.snapshots.prepare(key, lowers)
+            chains = chain_ids([layer.diff_id for layer in layers])
             with self._lock:
                 self._snap_lowers[key] = lowers
+                self._snap_chains[key] = chains[-1] if chains else None
             try:
                 merged = self.snapshots.mount(key)
                 yield key, merged
             finally:
                 with self._lock:
                     self._snap_lowers.pop(key, None)
+                    self._snap_chains.pop(key, None)
                 with contextlib.suppress(XarchError):
                     self.snapshots.unmount(key)
                 with contextlib.suppress(XarchError):
@@ -434,7 +501,9 @@ class BuildWorker:
             oci_media_types=self.opts.oci_media_types,
         )
         if c.kind == "overlay":
-            self._adopt_upper(c.upper, res.diff_id)
+            with self._lock:
+                parent = self._snap_chains.get(key)
+            self._adopt_upper(c.upper, chain_id(parent, res.diff_id))
         return LayerRef(desc, res.diff_id)
 
     # -- RUN -----------------------------------------------------------------------------
@@ -477,8 +546,19 @@ class BuildWorker:
                 network=network, platform=op.platform, resolv_conf=str(netfiles.resolv_conf),
                 hosts_file=str(netfiles.hosts),
             )
-            # Every mount target the runtime may create (incl. /etc/hosts, /etc/resolv.conf,
-            # /proc, /dev on scratch images) must not leak into the layer as an empty stub.
+            # /dev, /proc and /sys stay in the layer of the first RUN on a base lacking them,
+            # 0755 root, as BuildKit leaves them (docs/compat.md): made here, so whatever the
+            # runtime's umask they are not stubs. Every other mount target the runtime may
+            # create (/etc/hosts, /etc/resolv.conf, --mount targets) must not leak into the
+            # layer as an empty stub.
+            root_fd = os.open(merged, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for kept in KEPT_MOUNT_POINTS:
+                    with contextlib.suppress(FileExistsError):  # a symlink there is left alone
+                        os.mkdir(kept.lstrip("/"), 0o755, dir_fd=root_fd)
+                        os.chmod(kept.lstrip("/"), 0o755, dir_fd=root_fd)  # just made: a dir
+            finally:
+                os.close(root_fd)
             stubs = xmounts.MountStubs.record(merged, [m["destination"] for m in spec["mounts"]])
             runtime = self._runtime()
             buf = bytearray()

@@ -77,6 +77,14 @@ STANDARD_DEVICES: tuple[tuple[str, int, int], ...] = (
 
 NOFILE_LIMIT = 1048576
 
+# The runtime's own filesystems whose mount points stay in the layer: on a base that lacks them,
+# BuildKit v0.32 (runc) leaves /dev, /proc and /sys (0755, root) in the first RUN's layer and
+# removes only the other mount stubs (/etc/hosts, RUN --mount targets). The RUN step creates
+# them before the runtime does, so they are never recorded as stubs; the other default mounts
+# (/dev/pts, /sys/fs/cgroup, ...) lie inside these filesystems, never in the root.
+KEPT_MOUNT_POINTS: tuple[str, ...] = ("/dev", "/proc", "/sys")
+
+
 # 32-bit user space on a 64-bit kernel of the same family runs natively; LINUX32 makes
 # `uname -m` say i686/armv8l as a real 32-bit machine would (honoured by crun and runc >= 1.2).
 _COMPAT32 = {("amd64", "386"), ("arm64", "arm")}

@@ -110,6 +110,31 @@ def test_flags_are_read_as_latin1_bytes() -> None:
     assert rest == "a b"
 
 
+def test_flags_use_the_escape_token() -> None:
+    """BuildKit v0.32 splits flags with the Dockerfile's escape token (corpus case
+    escape-mount-flag): with escape=` a backslash is kept and a backtick escapes."""
+    line = r"--mount=type=tmpfs,target=C:\cache --x=a`b cmd"
+    assert extract_builder_flags(line) == ("cmd", ["--mount=type=tmpfs,target=C:cache", "--x=a`b"])
+    assert extract_builder_flags(line, "`") == (
+        "cmd", ["--mount=type=tmpfs,target=C:\\cache", "--x=ab"])
+    assert split_command(r"RUN --m=a\b --n=`c x", "`") == ("RUN", ["--m=a\\b", "--n=c"], "x")
+    # an escaped space stays in the word
+    assert extract_builder_flags("--n=a` b x", "`") == ("x", ["--n=a b"])
+    # quoted values: the token escapes inside quotes too, a backslash stays
+    assert extract_builder_flags('--a="x\\y`"z" r', "`") == ("r", ['--a=x\\y"z'])
+    raw = b"--m=a\\b --n=`c rest"
+    assert _extract_flags_bytes(raw, 0x60) == _extract_flags_slow(raw, 0x60)
+    with pytest.raises(ValueError):
+        extract_builder_flags("--a=1 x", "ab")
+
+
+def test_parser_passes_the_escape_directive_to_flags() -> None:
+    node = parse("# escape=`\nFROM a\nRUN --mount=target=C:\\cache ls\n").ast.children[1]
+    assert node.flags == ["--mount=target=C:\\cache"]
+    node = parse("FROM a\nRUN --mount=target=C:\\cache ls\n").ast.children[1]
+    assert node.flags == ["--mount=target=C:cache"]
+
+
 def test_parse_words_escape_token() -> None:
     assert parse_words("a`  b c", "`") == ["a` ", "b", "c"]
     assert parse_words('\'a b\' "c\\" d"', "\\") == ["'a b'", '"c\\" d"']

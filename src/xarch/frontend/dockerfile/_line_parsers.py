@@ -11,6 +11,8 @@ import json
 import re
 import unicodedata
 
+from xarch.frontend.dockerfile.shell import Step, _Words, trampoline
+
 __all__ = [
     "DISPATCH",
     "ERR_NOT_STRING_ARRAY",
@@ -179,47 +181,54 @@ def replace_invalid(s: str) -> str:
     return _RE_INVALID_BYTE.sub("\ufffd", s)
 
 
-def split_command(line: str) -> tuple[str, list[str], str]:
-    """splitCommand: the keyword (case kept), the leading ``--flags`` and the rest."""
+def split_command(line: str, escape: str = "\\") -> tuple[str, list[str], str]:
+    """splitCommand: the keyword (case kept), the leading ``--flags`` and the rest.
+    ``escape`` is the Dockerfile's escape token (the ``# escape=`` directive)."""
     cmdline = RE_WHITESPACE.split(go_trim_space(line), maxsplit=1)
     flags: list[str] = []
     args = ""
     if len(cmdline) == 2:
-        args, flags = extract_builder_flags(cmdline[1])
+        args, flags = extract_builder_flags(cmdline[1], escape)
     return cmdline[0], flags, go_trim_space(args)
 
 
-def extract_builder_flags(line: str) -> tuple[str, list[str]]:
-    """extractBuilderFlags: BuildKit reads bytes here, and each byte becomes one Latin-1 rune."""
+def extract_builder_flags(line: str, escape: str = "\\") -> tuple[str, list[str]]:
+    """extractBuilderFlags: BuildKit reads bytes here, and each byte becomes one Latin-1 rune.
+
+    The escape character inside flag words is the Dockerfile's escape token, as in BuildKit
+    v0.32 (its splitCommand gets the directives): with ``# escape=`` a backtick escapes and a
+    backslash is an ordinary character (``--mount=target=C:\\cache`` keeps it)."""
+    if len(escape) != 1 or not escape.isascii():
+        raise ValueError(f"invalid escape token {escape!r}")
     i = 0
     n = len(line)
     while i < n and line[i] in _LATIN1_SPACE_CHARS:
         i += 1
     if not line.startswith("--", i):
         return line[i:], []  # the common case, with no flag at all
-    rest, words = _extract_flags_bytes(to_bytes(line))
+    rest, words = _extract_flags_bytes(to_bytes(line), ord(escape))
     return from_bytes(rest), [latin1_from_bytes(w) for w in words]
 
 
 _RE_BYTE_WORD = re.compile(rb"[^\t\n\v\f\r \x85\xa0]+")
 
 
-def _extract_flags_bytes(line: bytes) -> tuple[bytes, list[bytes]]:
-    # Fast path: flag words without quotes or backslashes are taken verbatim.
+def _extract_flags_bytes(line: bytes, escape: int = 0x5C) -> tuple[bytes, list[bytes]]:
+    # Fast path: flag words without quotes or escape characters are taken verbatim.
     words: list[bytes] = []
     for m in _RE_BYTE_WORD.finditer(line):
         w = m.group()
         if not w.startswith(b"--"):
             return line[m.start() :], words
-        if b"'" in w or b'"' in w or b"\\" in w:
-            return _extract_flags_slow(line)
+        if b"'" in w or b'"' in w or escape in w:
+            return _extract_flags_slow(line, escape)
         if w == b"--":
             return line[m.end() :], words
         words.append(w)
     return b"", words
 
 
-def _extract_flags_slow(line: bytes) -> tuple[bytes, list[bytes]]:
+def _extract_flags_slow(line: bytes, escape: int = 0x5C) -> tuple[bytes, list[bytes]]:
     in_spaces, in_word, in_quote = 0, 1, 2
     words: list[bytes] = []
     phase = in_spaces
@@ -260,7 +269,7 @@ def _extract_flags_slow(line: bytes) -> tuple[bytes, list[bytes]]:
                 phase = in_quote
                 pos += 1
                 continue
-            if ch == 0x5C:
+            if ch == escape:
                 if pos + 1 == n:
                     pos += 1
                     continue  # a backslash at the end is dropped
@@ -274,7 +283,7 @@ def _extract_flags_slow(line: bytes) -> tuple[bytes, list[bytes]]:
             phase = in_word
             pos += 1
             continue
-        if ch == 0x5C:
+        if ch == escape:
             if pos + 1 == n:
                 phase = in_word
                 pos += 1
@@ -531,43 +540,6 @@ class ShellLexError(Exception):
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 
-class _Words:
-    __slots__ = ("in_word", "word", "words")
-
-    def __init__(self) -> None:
-        self.word = ""
-        self.words: list[str] = []
-        self.in_word = False
-
-    def add_char(self, ch: str) -> None:
-        if ch in _SPACE_SET:
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
-        else:
-            self.add_raw_char(ch)
-
-    def add_raw_char(self, ch: str) -> None:
-        self.word += ch
-        self.in_word = True
-
-    def add_string(self, s: str) -> None:
-        for ch in s:
-            self.add_char(ch)
-
-    def add_raw_string(self, s: str) -> None:
-        self.word += s
-        self.in_word = True
-
-    def get_words(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
-        return self.words
-
-
 class ShellWords:
     """shell.Lex with escape ``\\``, SkipUnsetEnv, no environment; RawQuotes/RawEscapes set."""
 
@@ -587,7 +559,8 @@ class ShellWords:
         self._s = s
         self._pos = 0
         self._raw_escapes = self.raw_escapes_default
-        _, words = self._process_stop_on("", self._raw_escapes)
+        # nesting runs on the shell lexer's explicit stack: no depth limit, no RecursionError
+        _, words = trampoline(self._process_stop_on("", self._raw_escapes))
         return words
 
     # scanner helpers
@@ -601,7 +574,7 @@ class ShellWords:
             return ch
         return ""
 
-    def _process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
+    def _process_stop_on(self, stop: str, raw_escapes: bool) -> Step[tuple[str, list[str]]]:
         saved = self._raw_escapes
         self._raw_escapes = raw_escapes
         try:
@@ -614,14 +587,14 @@ class ShellWords:
                     return "".join(result), words.get_words()
                 if ch in "$'\"<":
                     if ch == "$":
-                        tmp = self._process_dollar()
+                        tmp = yield self._process_dollar()
                         result.append(tmp)
                         words.add_string(tmp)
                     else:
                         if ch == "'":
                             tmp = self._process_single_quote()
                         elif ch == '"':
-                            tmp = self._process_double_quote()
+                            tmp = yield self._process_double_quote()
                         else:
                             tmp = self._process_possible_heredoc()
                         result.append(tmp)
@@ -664,7 +637,7 @@ class ShellWords:
                 return "".join(out)
             out.append(ch)
 
-    def _process_double_quote(self) -> str:
+    def _process_double_quote(self) -> Step[str]:
         out: list[str] = []
         ch = self._next()
         if self.raw_quotes:
@@ -681,7 +654,7 @@ class ShellWords:
                     out.append(ch)
                 return "".join(out)
             if pk == "$":
-                out.append(self._process_dollar())
+                out.append((yield self._process_dollar()))
                 continue
             ch = self._next()
             if ch == self.escape:
@@ -705,7 +678,7 @@ class ShellWords:
             self._next()
         return "<<" + "".join(space)
 
-    def _process_dollar(self) -> str:
+    def _process_dollar(self) -> Step[str]:
         self._next()
         if self._peek() != "{":
             name = self._process_name()
@@ -724,21 +697,21 @@ class ShellWords:
         if ch == ":":
             ch = self._next()
             chs += ch if ch else "\ufffd"
-            return self._modifier(name, chs, "#%")
+            return (yield self._modifier(name, chs, "#%"))
         if ch and ch in "+-?#%":
-            return self._modifier(name, chs, "#%", first=ch)
+            return (yield self._modifier(name, chs, "#%", first=ch))
         if ch == "/":
             if self._peek() == "/":
                 self._next()
                 chs += "/"
             try:
-                pattern, _ = self._process_stop_on("/", True)
+                pattern, _ = yield self._process_stop_on("/", True)
             except ShellLexError:
                 if self._peek() == "":
                     raise ShellLexError("syntax error: missing '/' in ${}") from None
                 raise
             try:
-                repl, _ = self._process_stop_on("}", True)
+                repl, _ = yield self._process_stop_on("}", True)
             except ShellLexError:
                 if self._peek() == "":
                     raise ShellLexError("syntax error: missing '}'") from None
@@ -747,10 +720,10 @@ class ShellWords:
             return "${" + name + "/" + pattern + "/" + repl + "}"
         raise ShellLexError(f"unsupported modifier ({chs}) in substitution")
 
-    def _modifier(self, name: str, chs: str, raw_for: str, first: str | None = None) -> str:
+    def _modifier(self, name: str, chs: str, raw_for: str, first: str | None = None) -> Step[str]:
         op = first if first is not None else chs[-1:]
         try:
-            word, _ = self._process_stop_on("}", op in raw_for and op != "")
+            word, _ = yield self._process_stop_on("}", op in raw_for and op != "")
         except ShellLexError:
             if self._peek() == "":
                 raise ShellLexError("syntax error: missing '}'") from None

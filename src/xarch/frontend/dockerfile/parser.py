@@ -367,7 +367,7 @@ class _Parser:
         """newNodeFromLine; ONBUILD nests iteratively so any depth parses like in Go."""
         outer: list[Node] = []
         while True:
-            cmd, flags, args = split_command(line)
+            cmd, flags, args = split_command(line, self.escape)
             key = go_lower(cmd)
             node = Node(
                 value=key,
