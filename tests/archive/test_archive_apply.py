@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
 from pathlib import Path
 from typing import cast
 
@@ -271,3 +272,36 @@ def test_corrupt_or_truncated_zstd_and_plain(tmp_path: Path, compression: str) -
         (tmp_path / "b").mkdir()
         with pytest.raises(IntegrityError):
             apply_layer(io.BytesIO(bytes(bad)), tmp_path / "b")
+
+
+@requires_root
+def test_hardlink_entry_header_applies_to_the_shared_inode(tmp_path: Path) -> None:
+    """As BuildKit v0.32 unpacks an ADDed tar (checked against it; corpus case add-tar-odd):
+    a hardlink entry's owner, mode and times become the shared inode's, the last header
+    wins; a hardlink to a symlink takes only the owner."""
+    def entry(name: str, kind: bytes, mode: int, owner: int, mtime: int, link: str = "",
+              data: bytes = b"") -> tuple[tarfile.TarInfo, bytes]:
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.uid, ti.gid, ti.mtime, ti.linkname = kind, mode, owner, owner + 1, mtime, link
+        ti.size = len(data)
+        return ti, data
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for ti, data in (
+            entry("f", tarfile.REGTYPE, 0o600, 7, 1_700_000_000, data=b"x"),
+            entry("hl", tarfile.LNKTYPE, 0o4755, 3, 1_600_000_000, "f"),
+            entry("hl2", tarfile.LNKTYPE, 0o604, 5, 1_500_000_000, "hl"),
+            entry("s", tarfile.SYMTYPE, 0o777, 0, 1_700_000_000, "f"),
+            entry("hs", tarfile.LNKTYPE, 0o600, 11, 1_400_000_000, "s"),
+        ):
+            tf.addfile(ti, io.BytesIO(data) if data else None)
+    dest = tmp_path / "d"
+    dest.mkdir()
+    apply_layer(io.BytesIO(buf.getvalue()), dest)
+    st = os.lstat(dest / "f")
+    assert st.st_nlink == 3
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (0o604, 5, 6, 1_500_000_000)
+    sl = os.lstat(dest / "s")
+    assert stat.S_ISLNK(sl.st_mode) and sl.st_nlink == 2
+    assert (sl.st_uid, sl.st_gid, sl.st_mtime) == (11, 12, 1_700_000_000)

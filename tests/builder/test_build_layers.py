@@ -14,6 +14,10 @@ from tests.builder.conftest import BuildEnv, write_context
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+# sha256 of 1024 zero bytes: the empty tar BuildKit stores for a step that changed nothing
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+
+
 def _members(benv: BuildEnv, r: object, index: int = -1) -> dict[str, tarfile.TarInfo]:
     return {m.name: m for m in benv.layer_members(r, index=index)}
 
@@ -61,6 +65,58 @@ RUN --mount=type=cache,target=/var/cache/thing --mount=type=tmpfs,target=/usr/sh
     m2 = _members(benv, r2)
     # the base has /dev but no /proc or /sys: those two are its first RUN's
     assert sorted(m2) == ["proc", "sys", "y"]
+
+
+def test_steps_that_change_nothing_keep_an_empty_layer(benv: BuildEnv, tmp_path: Path) -> None:
+    """RUN, WORKDIR and COPY whose snapshot ends up unchanged each get an empty tar as their
+    layer and a history entry without empty_layer, as BuildKit v0.32 (corpus cases
+    run-mount-tmpfs, workdir-symlink, multistage-chain); WORKDIR / and ENV get none. The
+    empty layer's blob is the same on every rebuild."""
+    df = f"""FROM {benv.base}
+RUN mkdir /real && ln -s /real /link
+RUN true
+WORKDIR /link
+WORKDIR /
+RUN --mount=type=tmpfs,target=/tmp echo y > /tmp/gone
+ENV A=b
+"""
+    roots = []
+    for _ in range(2):
+        r = benv.build(tmp_path, df, no_cache=True, build_args={"SOURCE_DATE_EPOCH": "1700000000"})
+        roots.append(str(r.root.digest))
+        man = benv.manifests(r.root)["linux/amd64"][0]
+        cfg = benv.config(r)
+        assert cfg["rootfs"]["diff_ids"][-3:] == [EMPTY_TAR_DIFF_ID] * 3
+        assert cfg["rootfs"]["diff_ids"][-4] != EMPTY_TAR_DIFF_ID
+        assert len({str(d.digest) for d in man.layers[-3:]}) == 1
+        assert benv.layer_tar(man.layers[-1]) == b"\0" * 1024
+        tail = {h["created_by"].removesuffix(" # buildkit"): h.get("empty_layer", False)
+                for h in cfg["history"][-6:]}
+        assert tail == {
+            "RUN /bin/sh -c mkdir /real && ln -s /real /link": False,
+            "RUN /bin/sh -c true": False, "WORKDIR /link": False, "WORKDIR /": True,
+            "RUN /bin/sh -c echo y > /tmp/gone": False, "ENV A=b": True,
+        }
+    assert roots[0] == roots[1]
+
+
+def test_copy_link_with_chmod_is_a_plain_copy(benv: BuildEnv, tmp_path: Path) -> None:
+    """BuildKit v0.32 makes a link layer only for COPY/ADD --link without --chmod; with one
+    the copy goes onto the image (checked against it; corpus cases copy-link-chown, add-link):
+    an existing parent keeps its owner and mode, a new one gets the --chmod mode."""
+    df = f"""FROM {benv.base}
+COPY --link --chown=1:2 a.txt /app/sub/
+COPY --link --chmod=0640 a.txt /app/
+COPY --link --chmod=0600 a.txt /new/n/
+"""
+    r = benv.build(tmp_path, df, {"a.txt": "A"})
+    linked = _members(benv, r, index=-3)
+    assert (linked["app"].uid, linked["app"].gid, linked["app"].mode & 0o7777) == (1, 2, 0o755)
+    onto = _members(benv, r, index=-2)
+    assert (onto["app"].uid, onto["app"].gid, onto["app"].mode & 0o7777) == (1, 2, 0o755)
+    assert onto["app/a.txt"].mode & 0o7777 == 0o640
+    new = _members(benv, r, index=-1)
+    assert new["new"].mode & 0o7777 == 0o600 and new["new/n"].mode & 0o7777 == 0o600
 
 
 def test_links_devices_owners_modes(benv: BuildEnv, tmp_path: Path) -> None:
@@ -144,7 +200,9 @@ RUN --mount=type=cache,target=/var/cache/copymode true
     assert os.readlink(fs / "sym") == "h1"
     assert stat.S_ISCHR(os.lstat(fs / "null").st_mode)
     assert (fs / "a.txt").read_text() == "A"
-    assert benv.layer_count(r) == 4  # the cache-mount-only RUN changed nothing: no layer
+    # the cache-mount-only RUN changed nothing: an empty layer, as BuildKit keeps
+    assert benv.layer_count(r) == 5
+    assert benv.config(r)["rootfs"]["diff_ids"][-1] == EMPTY_TAR_DIFF_ID
     names = set(_members(benv, r, index=2))
     assert {".wh.file", ".wh.d"} <= names
 

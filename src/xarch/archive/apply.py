@@ -439,7 +439,11 @@ class _Applier:
         elif ti.islnk():
             self._hardlink(ti, path)
             self.written.add(str(path))
-            return  # metadata belongs to the shared inode, already set
+            # The link entry's header is applied to the shared inode, last header wins, as
+            # containerd's and BuildKit's untar do (GNU tar keeps the target's): the owner
+            # always, mode and times unless the inode is a symlink (no lchmod there).
+            self._metadata(ti, path, rel, times_and_mode=not os.path.islink(path))
+            return
         else:
             self._remove(path)
             if ti.isreg():
@@ -529,7 +533,8 @@ class _Applier:
         self.written.add(str(dst))
         return os.lstat(dst)
 
-    def _metadata(self, ti: tarfile.TarInfo, path: Path, rel: str) -> None:
+    def _metadata(self, ti: tarfile.TarInfo, path: Path, rel: str, *,
+                  times_and_mode: bool = True) -> None:
         is_link = ti.issym()
         if self.same_owner:
             try:
@@ -562,6 +567,8 @@ class _Applier:
             # dir mode would block them when not root.
             self.dirs.pop(path, None)
             self.dirs[path] = (mode, atime_ns, mtime_ns)
+            return
+        if not times_and_mode:
             return
         if not is_link:
             os.chmod(path, mode)  # after chown, which clears setuid/setgid

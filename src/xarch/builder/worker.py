@@ -480,8 +480,10 @@ class BuildWorker:
                 with contextlib.suppress(XarchError):
                     self.snapshots.remove(key)
 
-    def _commit_layer(self, key: str) -> LayerRef | None:
-        """Diff the snapshot, store the layer blob; None when nothing changed."""
+    def _commit_layer(self, key: str) -> LayerRef:
+        """Diff the snapshot and store the layer blob. A step that changed nothing still gets
+        a layer, an empty tar (1024 zero bytes, diffID ``sha256:5f70bf18…``): BuildKit keeps
+        one for every RUN, COPY/ADD and WORKDIR whatever its diff (docs/compat.md)."""
         c = self.snapshots.commit(key)
         epoch = self.opts.source_date_epoch
         entries: Iterator[TarEntry]
@@ -494,13 +496,13 @@ class BuildWorker:
             assert c.base is not None
             entries = diff_trees(c.base, c.upper, source_date_epoch=epoch)
         collected = list(entries)
-        if not collected:
-            return None
         desc, res = store_layer(
             self.store, collected, compression=self.opts.compression,
             oci_media_types=self.opts.oci_media_types,
         )
-        if c.kind == "overlay":
+        # an upper with nothing in the diff may still hold leftovers: extract the empty tar
+        # when needed instead of adopting it
+        if c.kind == "overlay" and collected:
             with self._lock:
                 parent = self._snap_chains.get(key)
             self._adopt_upper(c.upper, chain_id(parent, res.diff_id))
@@ -705,11 +707,14 @@ class BuildWorker:
 
     def run_copy(self, op: CopyOp, inputs: list[Result]) -> LayerRef | None:
         dest = inputs[0]
-        base_layers: Sequence[LayerRef] = () if op.link else dest.layers
+        # BuildKit makes a link layer (a copy onto scratch, merged) only without --chmod: with
+        # one, COPY/ADD --link is a plain copy onto the image (dockerfile2llb's dispatchCopy)
+        link = op.link and not op.chmod
+        base_layers: Sequence[LayerRef] = () if link else dest.layers
         with contextlib.ExitStack() as stack:
             key, merged = stack.enter_context(self._rootfs(base_layers, label="copy"))
             owner_root = merged
-            if op.link and op.chown and not op.chown.replace(":", "").isdigit():
+            if link and op.chown and not op.chown.replace(":", "").isdigit():
                 _, owner_root = stack.enter_context(self._rootfs(dest.layers, label="chown"))
             owner = resolve_chown(owner_root, op.chown) if op.chown else None
             mode = _parse_chmod(op.chmod)
@@ -825,6 +830,10 @@ class BuildWorker:
             if op.user:
                 uid, gid, _ = resolve_user(merged, op.user)
                 owner = (uid, gid)
+            # BuildKit makes the path as written (WORKDIR /x/../y): a directory before ".." too
+            parts = op.path.split("/")
+            for i in (i for i, part in enumerate(parts) if part == ".."):
+                fileop.mkdir(merged, "/".join(parts[:i]), owner, op.mode)
             fileop.mkdir(merged, op.path, owner, op.mode)
             return self._commit_layer(key)
 

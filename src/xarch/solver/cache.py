@@ -1,7 +1,7 @@
 """Persistent cache index: cache key -> the layer a vertex produced.
 
 One sqlite file in the store. A vertex's result is the *delta* it adds on top of its first
-input (one layer, or none when the step changed nothing); the full chain is rebuilt from the
+input (one layer, possibly empty, or none for a metadata-only step); the full chain is rebuilt from the
 inputs' own cache entries. sqlite gives us atomic updates across processes for free.
 """
 
@@ -20,7 +20,7 @@ from xarch.oci.digest import Digest
 @dataclass(frozen=True)
 class CacheRecord:
     key: str
-    layer: Descriptor | None  # None: the step produced an empty diff (no layer)
+    layer: Descriptor | None  # None: a metadata-only step (no layer)
     diff_id: Digest | None
     created: float
 

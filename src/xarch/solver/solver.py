@@ -44,7 +44,8 @@ class Result:
     cache_key: str
     layers: tuple[LayerRef, ...] = ()
     local_dir: Path | None = None
-    # The vertex added no layer (empty diff, or a metadata-only step).
+    # The vertex added no layer (a metadata-only step; steps with an empty diff keep an
+    # empty layer, as BuildKit does).
     empty: bool = False
     # When this step's result was made (its cache record's time; UNIX seconds): the image
     # history records it, so a rebuild served from the cache is byte-identical (as BuildKit's
@@ -101,6 +102,12 @@ class SolveStats:
     cached: int = 0
     exec_runs: int = 0  # RUN steps actually executed
     by_vertex: dict[str, str] = field(default_factory=dict)  # digest -> "run" | "cached"
+
+
+# Part of every step's cache key. Bump it when what a step records changes meaning, so
+# records an older xarch wrote are misses rather than wrong results (v2: a step that changes
+# nothing keeps an empty layer, as BuildKit v0.32; COPY --link --chmod is a plain copy).
+CACHE_VERSION = "xarch-cache-v2"
 
 
 def _h(*parts: str) -> str:
@@ -205,7 +212,7 @@ class Solver:
             extra = self._worker.copy_checksum(op, inputs[1])
         elif isinstance(op, ExecOp) and any(i.local_dir is not None for i in inputs):
             extra = self._worker.exec_checksum(op, inputs)
-        key = _h(v.op.kind, _stable_op_json(v), *[i.cache_key for i in inputs], extra)
+        key = _h(CACHE_VERSION, v.op.kind, _stable_op_json(v), *[i.cache_key for i in inputs], extra)
         base_layers = inputs[0].layers if inputs else ()
 
         if not self._no_cache and self._cache is not None:

@@ -36,7 +36,7 @@ def test_long_dependency_chain_and_cycle(cycle: bool) -> None:
     # stage i copies from stage i+1 (defined later): the cycle check walks N deep before the
     # order check rejects the forward reference; either way one clean error, no crash
     df = "".join(f"FROM scratch AS s{i}\nCOPY --from=s{i + 1} /a /a\n" for i in range(N))
-    df += "FROM scratch AS s%d\n" % N + ("COPY --from=s0 /a /a\n" if cycle else "")
+    df += f"FROM scratch AS s{N}\n" + ("COPY --from=s0 /a /a\n" if cycle else "")
     want = "circular dependency detected on stage: s0" if cycle else "needs to be defined before"
     with pytest.raises(DockerfileError, match=want):
         parse_stages(parse(df), target_platform=AMD64, all_stages=True)

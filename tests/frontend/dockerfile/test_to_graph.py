@@ -138,7 +138,11 @@ def test_heredoc_run_with_shebang_becomes_a_script() -> None:
     res = convert("FROM base\nRUN <<EOF\n#!/bin/sh\necho hi\nEOF\n")
     op = res.vertex.op
     assert isinstance(op, ExecOp)
-    assert op.args == ("/dev/pipes/EOF",) and op.inline_files[0][1].startswith("#!/bin/sh")
+    # as BuildKit v0.32: the shell still runs it (and the history says so)
+    assert op.args == ("/bin/sh", "-c", "/dev/pipes/EOF")
+    assert op.inline_files[0][1].startswith("#!/bin/sh")
+    assert history(convert("FROM base\nARG W=1\nRUN <<EOF\n#!/bin/sh\necho hi\nEOF\n"))[-1] == \
+        "RUN |1 W=1 /bin/sh -c /dev/pipes/EOF # buildkit"
     res = convert("FROM base\nRUN <<EOF\necho hi\nEOF\n")
     assert res.vertex.op.args == ("/bin/sh", "-c", "echo hi\n")  # type: ignore[attr-defined]
 
@@ -193,17 +197,17 @@ def test_empty_cmd_and_entrypoint_are_omitted() -> None:
     assert "Entrypoint" not in c and "Cmd" not in c
 
 
-def test_healthcheck_history_is_go_percent_q_of_the_struct() -> None:
-    # BuildKit: fmt.Sprintf("HEALTHCHECK %q", d.image.Config.Healthcheck)
+def test_healthcheck_history_is_go_percent_plus_v_of_the_struct() -> None:
+    # BuildKit v0.32: fmt.Sprintf("HEALTHCHECK %+v", *d.image.Config.Healthcheck)
     res = convert('FROM base\nHEALTHCHECK --interval=5s --timeout=1500ms --start-period=1m30s '
-                  '--retries=4 CMD wget -q "x y" || exit 1\n')
+                  '--start-interval=500ms --retries=4 CMD wget -q "x y" || exit 1\n')
     assert history(res)[-1] == (
-        'HEALTHCHECK &{["CMD-SHELL" "wget -q \\"x y\\" || exit 1"] "5s" "1.5s" "1m30s" "0s" '
-        "'\\x04'}")
+        'HEALTHCHECK {Test:[CMD-SHELL wget -q "x y" || exit 1] Interval:5s Timeout:1.5s '
+        "StartPeriod:1m30s StartInterval:500ms Retries:4}")
     assert history(convert("FROM base\nHEALTHCHECK NONE\n"))[-1] == \
-        'HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}'
+        "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
     assert history(convert("FROM base\nHEALTHCHECK --retries=10 --timeout=250ms CMD [\"t\"]\n"))[-1] \
-        == 'HEALTHCHECK &{["CMD" "t"] "0s" "250ms" "0s" "0s" \'\\n\'}'
+        == "HEALTHCHECK {Test:[CMD t] Interval:0s Timeout:250ms StartPeriod:0s StartInterval:0s Retries:10}"
 
 
 @pytest.mark.parametrize(("ns", "want"), [
@@ -216,7 +220,54 @@ def test_go_duration_string(ns: int, want: str) -> None:
 
 
 def test_go_quote_matches_strconv_quote() -> None:
-    from xarch.frontend.dockerfile.to_graph import _go_quote, _go_quote_rune
+    from xarch.frontend.dockerfile.to_graph import _go_quote
     assert _go_quote('a"b\\c\n\t\x01\x7fé') == '"a\\"b\\\\c\\n\\t\\x01\\x7fé"'
-    assert _go_quote_rune(65) == "'A'" and _go_quote_rune(39) == "'\\''"
-    assert _go_quote_rune(7) == "'\\a'" and _go_quote_rune(0x85) == "'\\u0085'"
+
+
+def test_copy_add_history_carries_parents_chown_chmod_as_buildkit() -> None:
+    # BuildKit v0.32's dispatchCopy: --parents, --chown, --chmod in that order (expanded),
+    # never --link, --exclude, --from, --checksum, --keep-git-dir
+    res = convert(
+        "FROM base AS s\nFROM base\nARG U=7 M=0750\n"
+        "COPY --chmod=$M --parents --link --exclude=*.log --chown=${U}:8 a/b.txt /dst/\n"
+        "COPY --from=s --chown=1 /x /y\n"
+        "ADD --chmod=0755 --chown=1:2 --checksum=sha256:" + "a" * 64 + " http://h/r /opt/r\n"
+        "ADD --keep-git-dir https://github.com/o/r.git /src\n"
+        "COPY --chmod=0700 <<EOT /noexp.sh\necho\nEOT\n"
+        "COPY a b ./\n"
+    )
+    assert [h for h in history(res) if h.startswith(("COPY", "ADD"))] == [
+        "COPY --parents --chown=7:8 --chmod=0750 a/b.txt /dst/ # buildkit",
+        "COPY --chown=1 /x /y # buildkit",
+        "ADD --chown=1:2 --chmod=0755 http://h/r /opt/r # buildkit",
+        "ADD https://github.com/o/r.git /src # buildkit",
+        "COPY --chmod=0700 <<EOT /noexp.sh # buildkit",
+        "COPY a b ./ # buildkit",
+    ]
+    ops = [v.op for v in res.vertex.walk() if isinstance(v.op, CopyOp)]
+    assert any(op.chmod == "0750" for op in ops)  # --chmod is expanded, as in BuildKit
+
+
+def test_workdir_history_and_mkdir_keep_the_path_as_written() -> None:
+    # BuildKit v0.32 (system.NormalizeWorkdir) keeps an absolute path as written and joins
+    # (cleans) a relative one; the config's WorkingDir is the clean path
+    res = convert("FROM base\nWORKDIR //a//b/\nWORKDIR ./c/.\nWORKDIR /x/../y\nWORKDIR /\n")
+    assert history(res)[-4:] == ["WORKDIR //a//b/", "WORKDIR /a/b/c", "WORKDIR /x/../y", "WORKDIR /"]
+    mkdirs = [v.op.path for v in res.vertex.walk() if isinstance(v.op, MkdirOp)]
+    assert sorted(mkdirs) == ["//a//b/", "/a/b/c", "/x/../y"]
+    assert res.config["config"]["WorkingDir"] == "/"
+    assert convert("FROM base\nWORKDIR /x/../y\n").config["config"]["WorkingDir"] == "/y"
+
+
+def test_child_stage_env_beats_the_arg_it_inherits() -> None:
+    # BuildKit's dispatchState.init lays the parent's config Env over the inherited state, so
+    # in a stage FROM another one an ENV wins over an ARG of the same name set after it
+    df = ("FROM base AS one\nARG V\nENV V=env-$V\nARG V=again\nRUN echo $V\n"
+          "FROM one\nRUN echo $V\n")
+    res = convert(df, build_args={"V": "cli"})
+    child = res.vertex.op
+    parent = res.vertex.inputs[0].op
+    assert isinstance(child, ExecOp) and isinstance(parent, ExecOp)
+    assert "V=cli" in parent.env and "V=env-cli" in child.env
+    assert history(res)[-2:] == ["RUN |1 V=cli /bin/sh -c echo $V # buildkit",
+                                 "RUN |1 V=env-cli /bin/sh -c echo $V # buildkit"]

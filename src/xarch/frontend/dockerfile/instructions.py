@@ -451,6 +451,7 @@ class Copy(_CopyBase):
         return replace(
             self,
             chown=expander(self.chown),
+            chmod=expander(self.chmod),  # BuildKit expands --chmod too (since dockerfile 1.10)
             sources=tuple(expander(s) for s in self.sources),
             dest=expander(self.dest),
         )
@@ -466,6 +467,7 @@ class Add(_CopyBase):
         return replace(
             self,
             chown=expander(self.chown),
+            chmod=expander(self.chmod),
             checksum=expander(self.checksum),
             sources=tuple(expander(s) for s in self.sources),
             dest=expander(self.dest),

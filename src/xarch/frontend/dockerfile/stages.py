@@ -123,6 +123,9 @@ class StageState:
     shell: tuple[str, ...] = ()  # SHELL in effect (empty: the default)
     workdir: str = ""
     workdir_set: bool = False  # an absolute WORKDIR happened in this Dockerfile's chain
+    # The image config's Env (base image env + ENV, no ARGs): a stage FROM this one lays it
+    # over the inherited env, so an ENV beats an ARG of the same name there (BuildKit's init).
+    image_env: Env_ = ()
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -395,13 +398,18 @@ class BuildPlan:
         if st.base_stage is not None:
             base = memo.get(st.base_stage)
             state = base[1] if base is not None else StageState()
+            inherited = state.env
+            for k, v in state.image_env:
+                inherited = _add_env(inherited, k, v)
+            state = replace(state, env=inherited)
         else:
             info = base_image(st) if base_image is not None else None
             info = info or BaseImageInfo()
             env = [_split_env(e) for e in info.env]
             if not any(k == "PATH" for k, _ in env):
                 env.append(("PATH", default_path_env(self.effective_platform(st).os)))
-            state = StageState(env=tuple(env), shell=tuple(info.shell), workdir=info.workdir)
+            state = StageState(env=tuple(env), shell=tuple(info.shell), workdir=info.workdir,
+                               image_env=tuple(env))
             image_triggers = tuple(
                 _parse_trigger(t, st.location, self.filename) for t in info.onbuild
             )
@@ -426,11 +434,11 @@ def expand_for_stage(
 
 
 # Which instructions expand variables, and how (BuildKit's SupportsSingleWordExpansion set):
-# ADD/COPY (sources, dest, --chown; ADD also --checksum; heredoc bodies unless the delimiter is
-# quoted), ENV and LABEL (keys and values), USER, VOLUME, WORKDIR, STOPSIGNAL, EXPOSE (with word
-# splitting), ARG (default values only), RUN (--mount values only), FROM (base and --platform,
-# global scope). Never: CMD, ENTRYPOINT, HEALTHCHECK, SHELL, MAINTAINER, ONBUILD, COPY --from,
-# --chmod.
+# ADD/COPY (sources, dest, --chown, --chmod; ADD also --checksum; heredoc bodies unless the
+# delimiter is quoted), ENV and LABEL (keys and values), USER, VOLUME, WORKDIR, STOPSIGNAL, EXPOSE
+# (with word splitting), ARG (default values only), RUN (--mount values only), FROM (base and
+# --platform, global scope). Never: CMD, ENTRYPOINT, HEALTHCHECK, SHELL, MAINTAINER, ONBUILD,
+# COPY --from.
 EXPANDING_INSTRUCTIONS: frozenset[str] = frozenset(
     {"add", "arg", "copy", "env", "expose", "from", "label", "run", "stopsignal", "user",
      "volume", "workdir"}
@@ -504,10 +512,11 @@ class _Dispatcher:
                 )
 
         if isinstance(out, Env):
-            env = self.state.env
+            env, image_env = self.state.env, self.state.image_env
             for p in out.pairs:
                 env = _add_env(env, p.key, p.value)
-            self.state = replace(self.state, env=env)
+                image_env = _add_env(image_env, p.key, p.value)
+            self.state = replace(self.state, env=env, image_env=image_env)
         elif isinstance(out, Workdir):
             wd = out.path
             if not posixpath.isabs(wd):

@@ -108,13 +108,6 @@ def _go_quote(s: str) -> str:
     return '"' + "".join(_go_quote_char(c, '"') for c in s) + '"'
 
 
-def _go_quote_rune(n: int) -> str:
-    """Go's fmt %q of an integer: the rune literal it codes for."""
-    if n < 0 or n > 0x10FFFF or 0xD800 <= n <= 0xDFFF:
-        return "'\ufffd'"
-    return "'" + _go_quote_char(chr(n), "'") + "'"
-
-
 def _go_quote_list(items: Sequence[str]) -> str:
     """Go's fmt %q of a []string: ["a" "b"]."""
     return "[" + " ".join(_go_quote(s) for s in items) + "]"
@@ -188,6 +181,18 @@ def normalize_workdir(current: str, path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/")) if path else "/"
 
 
+def workdir_as_written(current: str, path: str) -> str:
+    """BuildKit's system.NormalizeWorkdir: the path its history records and its mkdir makes.
+
+    A relative path is joined to the current one (Go's path.Join cleans it); an absolute one
+    is kept as written (``//a//b/``, ``/x/../y``, whose mkdir also makes ``/x``)."""
+    if not path:
+        path = current or "/"
+    if path.startswith("/"):
+        return path
+    return posixpath.normpath(posixpath.join("/", current or "/", path))
+
+
 def dest_path(workdir: str, dest: str) -> str:
     """BuildKit's pathRelativeToWorkingDir, keeping a trailing slash (it means "a dir")."""
     if dest in (".", ""):
@@ -200,6 +205,21 @@ def dest_path(workdir: str, dest: str) -> str:
     if trailing and not out.endswith("/"):
         out += "/"
     return out
+
+
+def copy_history(c: ins.Copy | ins.Add) -> str:
+    """A COPY/ADD ``created_by`` as BuildKit's dispatchCopy writes it: --parents, --chown and
+    --chmod (expanded, in this order whatever the order written; no other flag), the sources,
+    the heredocs as ``<<NAME``, the destination as written."""
+    words = ["ADD" if isinstance(c, ins.Add) else "COPY"]
+    if isinstance(c, ins.Copy) and c.parents:
+        words.append("--parents")
+    if c.chown:
+        words.append(f"--chown={c.chown}")
+    if c.chmod:
+        words.append(f"--chmod={c.chmod}")
+    words += [*c.sources, *(f"<<{h.path}" for h in c.heredocs), c.dest]
+    return " ".join(words)
 
 
 def _empty_image(platform: Platform) -> dict[str, Any]:
@@ -379,18 +399,20 @@ class Converter:
                 parts.append(a.key if v is None else f"{a.key}={v}")
             commit("ARG " + " ".join(parts))
         elif isinstance(c, ins.Workdir):
-            wd = normalize_workdir(cfg.get("WorkingDir") or "/", c.path)
-            cfg["WorkingDir"] = wd
+            current = cfg.get("WorkingDir") or "/"
+            # the config holds the cleaned path, history and mkdir the one as written
+            written = workdir_as_written(current, c.path)
+            cfg["WorkingDir"] = normalize_workdir(current, c.path)
             vertex = None
-            if wd != "/":
+            if written != "/":
                 vertex = Vertex(
-                    MkdirOp(wd, 0o755, cfg.get("User") or "", res.platform, epoch),
+                    MkdirOp(written, 0o755, cfg.get("User") or "", res.platform, epoch),
                     (res.vertex,),
-                    name=f"{label} WORKDIR {wd}",
+                    name=f"{label} WORKDIR {written}",
                     location=c.location,
                 )
                 res.vertex = vertex
-            commit(f"WORKDIR {wd}", vertex)
+            commit(f"WORKDIR {written}", vertex)
         elif isinstance(c, ins.User):
             cfg["User"] = c.user
             commit(f"USER {c.user}")
@@ -438,12 +460,11 @@ class Converter:
                 if val:
                     hc[key] = val
             cfg["Healthcheck"] = hc
-            # BuildKit writes fmt %q of the *HealthcheckConfig: a quoted list, durations
-            # through their String() quoted, and Retries as a rune literal.
-            durations = " ".join(_go_quote(_go_duration(d)) for d in (
-                c.interval, c.timeout, c.start_period, c.start_interval))
-            commit(f"HEALTHCHECK &{{{_go_quote_list(c.test)} {durations} "
-                   f"{_go_quote_rune(c.retries)}}}")
+            # BuildKit v0.32 writes fmt %+v of the HealthcheckConfig value: field names, the
+            # list unquoted, durations through their String(), Retries as a number.
+            commit(f"HEALTHCHECK {{Test:{_go_list(c.test)} Interval:{_go_duration(c.interval)} "
+                   f"Timeout:{_go_duration(c.timeout)} StartPeriod:{_go_duration(c.start_period)} "
+                   f"StartInterval:{_go_duration(c.start_interval)} Retries:{c.retries}}}")
         elif isinstance(c, ins.Run):
             self._run(plan, res, ec, done, label, commit)
         elif isinstance(c, ins.Copy | ins.Add):
@@ -473,12 +494,13 @@ class Converter:
                 doc = c.heredocs[0]
                 data = ins.chomp_heredoc(doc.data) if doc.chomp else doc.data
                 if data.startswith("#!"):
+                    # BuildKit still prepends the shell: `/bin/sh -c /dev/pipes/EOF` runs the
+                    # file by its shebang, and that is what its history records
                     inline.append((doc.name, data))
                     args = [posixpath.join(self.opts.pipes_dir, doc.name)]
-                    prepend = False
                 else:
                     args = [data]
-                    prepend = True
+                prepend = True
                 lines = doc.data.strip().replace("\r\n", "\n").split("\n")
                 summary = f" ({lines[0]}{'...' if len(lines) > 1 else ''})"
             else:
@@ -552,5 +574,4 @@ class Converter:
         inputs = (res.vertex,) if inline else (res.vertex, src_vertex)
         vertex = Vertex(op, inputs, name=f"{label} {c.original.strip()}", location=c.location)
         res.vertex = vertex
-        words = ["ADD" if is_add else "COPY", *c.sources, *(f"<<{h.path}" for h in c.heredocs), c.dest]
-        commit(" ".join(words), vertex, buildkit_suffix=True)
+        commit(copy_history(c), vertex, buildkit_suffix=True)
