@@ -23,7 +23,7 @@ from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 from xarch.oci.manifest import Index, Manifest, parse_any
 from xarch.oci.platform import Platform
-from xarch.transports.base import BlobMounter, ImageSink, ImageSource
+from xarch.transports.base import BlobMounter, ImageSink, ImageSource, RootProbe
 from xarch.transports.copy import CopyEvent, copy_image
 from xarch.transports.copy import CopyResult as _EngineResult
 from xarch.transports.remote import RegistryOptions, TransferEvent
@@ -110,6 +110,10 @@ class _CountingSink:
 
     def put_manifest(self, raw: bytes, media_type: str, *, root: bool = False) -> Digest:
         return self.inner.put_manifest(raw, media_type, root=root)
+
+    def has_root(self, root: Descriptor) -> bool:
+        # a no-change copy to a registry: one HEAD instead of one per blob and manifest
+        return isinstance(self.inner, RootProbe) and self.inner.has_root(root)
 
     def commit(self) -> None:
         self.inner.commit()

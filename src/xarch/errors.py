@@ -7,6 +7,8 @@ what went wrong, where, and how to fix it. The CLI prints that line and exits wi
 
 from __future__ import annotations
 
+import collections
+import signal
 from enum import StrEnum
 
 
@@ -96,3 +98,35 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+class Interrupted(BaseException):
+    """A signal asked xarch to stop; the CLI's handler raises it in the main thread.
+
+    Deliberately a ``BaseException`` like ``KeyboardInterrupt`` (it is no error): no ``except
+    Exception`` or ``except XarchError`` on the way out swallows it, and every ``finally``
+    runs, so containers are stopped and mounts undone. Whoever stops something on its
+    behalf counts it in ``stopped`` (kind -> count) for the one line the CLI prints.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.stopped: collections.Counter[str] = collections.Counter()
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process killed by the signal
+
+    def __str__(self) -> str:
+        done = ", ".join(
+            f"{n} running {kind}{'' if n == 1 else 's'}" for kind, n in sorted(self.stopped.items())
+        )
+        return f"interrupted ({self.signal_name})" + (f": stopped {done}" if done else "")

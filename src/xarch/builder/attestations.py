@@ -18,8 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from xarch import __version__
-from xarch.attest import referrers as refs
-from xarch.attest.provenance import provenance_statement, statement
 from xarch.content.store import ContentStore
 from xarch.errors import UsageError
 from xarch.exporter.image import ExportResult
@@ -68,6 +66,11 @@ def attest_in_store(
         return exported
     if opts.style not in ("referrers", "buildx"):
         raise UsageError(f"unknown --attest-style {opts.style!r}", hint="referrers or buildx")
+    # attest and provenance are imported when an attestation is made: every build imports
+    # this module, few attest
+    from xarch.attest import referrers as refs
+    from xarch.attest.provenance import provenance_statement
+
     sboms: dict[str, bytes] = {}
     if opts.sbom:
         from xarch.attest.sbom.api import generate_sboms
@@ -115,6 +118,9 @@ def _buildx(store: LocalStore, exported: ExportResult, sboms: Mapping[str, bytes
     if exported.root.media_type != mt.OCI_INDEX:
         raise UsageError("--attest-style buildx needs an OCI index",
                          hint="build with OCI media types (the default); single-platform builds get an index too")
+    from xarch.attest import referrers as refs
+    from xarch.attest.provenance import statement
+
     index = Index.parse(content.read_bytes(exported.root.digest))
     statements: dict[str, list[bytes]] = {}
     for m in exported.manifests:
@@ -136,6 +142,7 @@ def _buildx(store: LocalStore, exported: ExportResult, sboms: Mapping[str, bytes
 def publish_referrers(store: LocalStore, name: str, exported: ExportResult, registry_ref: str,
                       registry_options: Any, info: Callable[[str], None]) -> None:
     """Copy the store's referrers (and cosign tags) of the build to a pushed repository."""
+    from xarch.attest import referrers as refs
     from xarch.oci.reference import Reference
     from xarch.transports.remote.client import RegistryClient
 

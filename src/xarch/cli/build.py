@@ -49,7 +49,8 @@ def _csv_attrs(s: str) -> dict[str, str]:
 
 
 def _platforms(values: tuple[str, ...]) -> tuple[Platform, ...]:
-    from xarch.builder.bootstrap import parse_platforms
+    # the one reader (xarch.builder.bootstrap re-exports it); not worth importing bootstrap
+    from xarch.oci.platform import parse_platforms
 
     return parse_platforms(values)
 

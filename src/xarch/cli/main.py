@@ -26,8 +26,7 @@ from typing import Any
 import click
 
 from xarch import __version__
-from xarch.errors import XarchError
-from xarch.executor.runtime import Interrupted
+from xarch.errors import Interrupted, XarchError
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Cleaning up after an interrupt takes a fraction of a second. Should something hang, exit
@@ -43,7 +42,36 @@ class GlobalOptions:
     progress: str  # auto | plain | json | tty | quiet
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Which module defines each top-level command: `xarch build` imports only xarch.cli.build (and
+# what it needs), `xarch --version` none; `xarch --help` loads them all to list their help.
+# tests/cli/test_lazy_commands.py keeps this table equal to the modules' COMMANDS.
+COMMAND_MODULES: dict[str, str] = {
+    "attestations": "attest", "key": "attest", "sbom": "attest", "sign": "attest",
+    "verify": "attest",
+    "login": "auth", "logout": "auth",
+    "bootstrap": "build", "build": "build", "run": "build", "test": "build",
+    "dockerfile": "dockerfile",
+    "copy": "images", "images": "images", "inspect": "images", "ls": "images",
+    "prune": "images", "rm": "images", "store": "images", "tag": "images",
+    "manifest": "manifest",
+    "doctor": "system", "setup": "system",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see ``COMMAND_MODULES``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            _load(COMMAND_MODULES[cmd_name])
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="xarch", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, envvar="XARCH_DEBUG", help="Show tracebacks for errors.")
 @click.option(
@@ -60,13 +88,19 @@ def cli(ctx: click.Context, debug: bool, progress: str) -> None:
     ctx.obj = GlobalOptions(debug=debug, progress=progress)
 
 
-def _register() -> None:
-    # Imported here so `xarch --help` stays fast and a broken optional module cannot hide the rest.
-    from xarch.cli import attest, auth, build, dockerfile, images, manifest, system
+def _load(module: str) -> None:
+    import importlib
 
-    for mod in (attest, auth, build, dockerfile, images, manifest, system):
-        for command in mod.COMMANDS:
+    mod = importlib.import_module(f"xarch.cli.{module}")
+    for command in mod.COMMANDS:
+        if command.name not in cli.commands:
             cli.add_command(command)
+
+
+def _register() -> None:
+    """Load every command module (what ``--help`` does on demand)."""
+    for module in sorted(set(COMMAND_MODULES.values())):
+        _load(module)
 
 
 class _Interrupts:
@@ -154,7 +188,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None, debug: bool) -> None:
     try:
-        _register()
         rv = cli.main(args=argv, prog_name="xarch", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

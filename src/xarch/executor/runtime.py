@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -25,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xarch.errors import RuntimeFailure, UsageError, XarchError
+# Interrupted lives in xarch.errors so the CLI can catch it without importing this module.
+from xarch.errors import Interrupted, RuntimeFailure, UsageError, XarchError
 
 DEFAULT_PREFERENCE: tuple[str, ...] = ("crun", "runc")
 _TAIL_LINES = 20
@@ -58,38 +58,6 @@ class Cancelled(XarchError):
     """The build (or run) was cancelled: a step was stopped, or refused to start."""
 
     exit_code = 130
-
-
-class Interrupted(BaseException):
-    """A signal asked xarch to stop; the CLI's handler raises it in the main thread.
-
-    Deliberately a ``BaseException`` like ``KeyboardInterrupt`` (it is no error): no ``except
-    Exception`` or ``except XarchError`` on the way out swallows it, and every ``finally``
-    runs, so containers are stopped and mounts undone. Whoever stops something on its
-    behalf counts it in ``stopped`` (kind -> count) for the one line the CLI prints.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-        self.stopped: collections.Counter[str] = collections.Counter()
-
-    @property
-    def signal_name(self) -> str:
-        try:
-            return signal.Signals(self.signum).name
-        except ValueError:
-            return f"signal {self.signum}"
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum  # what a shell reports for a process killed by the signal
-
-    def __str__(self) -> str:
-        done = ", ".join(
-            f"{n} running {kind}{'' if n == 1 else 's'}" for kind, n in sorted(self.stopped.items())
-        )
-        return f"interrupted ({self.signal_name})" + (f": stopped {done}" if done else "")
 
 
 def note_stopped(exc: BaseException | None, kind: str, n: int = 1) -> None:

@@ -82,6 +82,16 @@ class BlobFileOpener(Protocol):
 
 
 @runtime_checkable
+class RootProbe(Protocol):
+    """Optional sink capability: whether the reference the sink writes already names exactly
+    ``root``. A registry takes a manifest or index only once everything it references is there
+    (an index's manifests, a manifest's blobs), so then nothing below the root is checked or
+    sent again: ``copy_image`` puts just the root and commits, which writes nothing."""
+
+    def has_root(self, root: Descriptor) -> bool: ...
+
+
+@runtime_checkable
 class BlobMounter(Protocol):
     """Optional sink capability: make a blob appear without transferring it (registry
     cross-repository mount). Returns True when mounted, False when the sink must upload."""

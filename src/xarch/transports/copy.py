@@ -34,7 +34,7 @@ from xarch.oci.descriptor import Descriptor
 from xarch.oci.digest import Digest
 from xarch.oci.manifest import Index, Manifest, parse_any
 from xarch.oci.platform import Platform
-from xarch.transports.base import BlobMounter, ImageSink, ImageSource, SinkFeeder
+from xarch.transports.base import BlobMounter, ImageSink, ImageSource, RootProbe, SinkFeeder
 
 EventKind = Literal["skip", "mount", "copy", "manifest"]
 _MAX_CONFIG = 32 << 20  # read into memory only to check the platform
@@ -206,8 +206,18 @@ def copy_image(
     if jobs < 1:
         raise UsageError(f"jobs must be at least 1, got {jobs}")
     single = bool(getattr(dst, "single_platform", False))
-    root, _root_raw, plan = _plan(src, platforms, single)
+    root, root_raw, plan = _plan(src, platforms, single)
     emit = on_event or (lambda _e: None)
+    if isinstance(dst, RootProbe) and dst.has_root(root):
+        # A no-change push: one request instead of a HEAD per blob and per manifest.
+        for b in plan.blobs.values():
+            emit(CopyEvent("skip", b.digest, b.size, b.media_type))
+        dst.put_manifest(root_raw, root.media_type, root=True)
+        for desc, _data in plan.manifests:  # the same events as a push that found them there
+            emit(CopyEvent("manifest", desc.digest, desc.size, desc.media_type))
+        dst.commit()
+        return CopyResult(root=root, manifests=[d for d, _ in plan.manifests],
+                          blobs_copied=0, blobs_skipped=len(plan.blobs), blobs_mounted=0, bytes=0)
     lock = threading.Lock()
     counts = {"copy": 0, "skip": 0, "mount": 0, "bytes": 0}
 

@@ -201,6 +201,18 @@ def test_unreachable(tmp_path: Path, options: RegistryOptions) -> None:
     )
 
 
+def test_plain_http_loopback_never_loads_the_trust_store(
+    registry: RunningRegistry, options: RegistryOptions
+) -> None:
+    """https is still tried first, by a TLS probe that verifies nothing; the default trust
+    store (~25 ms) loads only for a registry that does speak TLS (test_tls_and_basic_auth:
+    the probe's success there is not trusted)."""
+    with RegistryClient(registry.url, options) as client:
+        client.ping()
+        assert client.base_url() == f"http://{registry.url}"
+        assert client._lazy_trust is not None and set(client._lazy_trust._clients) == {False}
+
+
 def test_tls_and_basic_auth(
     secure_registry: RunningRegistry, options: RegistryOptions, tmp_path: Path
 ) -> None:

@@ -190,3 +190,41 @@ def test_blob_fed_to_a_sink_unhashed_is_still_refused_when_wrong(tmp_path: Path)
     assert not (tmp_path / "lay" / "blobs" / "sha256" / layer.digest.hex).exists()
     with pytest.raises(NotFoundError):
         LayoutSource(tmp_path / "lay", "v1").resolve()
+
+
+def test_no_change_push_is_one_head_and_no_write(fake: FakeRegistry) -> None:
+    """When the tag already names the index, its children are there: one HEAD, nothing else."""
+    from xarch.transports.base import RootProbe
+    from xarch.transports.copy import copy_image
+
+    amd, arm = sample_image("amd"), sample_image("arm")
+    for im in (amd, arm):
+        seed_image(fake, "src", im, tag=None)
+    index = Index.build([amd.manifest.descriptor, arm.manifest.descriptor])
+    fake.add_manifest("src", index.raw, index.media_type, "multi")
+
+    def push() -> RemoteSink:
+        src = RemoteSource(Reference.parse("registry.test/src:multi"), opts(fake))
+        dst = RemoteSink(Reference.parse("registry.test/dst:multi"), opts(fake))
+        assert isinstance(dst, RootProbe)
+        result = copy_image(src, dst)
+        assert result.root.digest == index.digest
+        assert {m.digest for m in result.manifests} == {
+            amd.manifest.digest, arm.manifest.digest, index.digest}
+        return dst
+
+    push()
+    assert fake.tags["dst"]["multi"] == index.digest
+    fake.log.clear()
+    again = push()
+    assert again.pushed == index.digest
+    dst_requests = [(m, p) for m, p in fake.log if "/dst/" in p]
+    assert dst_requests == [("HEAD", "/v2/dst/manifests/multi")]
+
+    # the tag moved: everything is checked and the tag is put again
+    fake.tags["dst"]["multi"] = amd.manifest.digest
+    fake.log.clear()
+    push()
+    assert fake.tags["dst"]["multi"] == index.digest
+    assert fake.count("HEAD", "/dst/manifests/multi") == 1  # has_root's answer is reused
+    assert fake.count("PUT", "/dst/manifests/multi") == 1

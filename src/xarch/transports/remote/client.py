@@ -81,9 +81,11 @@ from xarch.transports.remote.retry import (
 from xarch.transports.remote.transfer import (
     DEADLINE,
     MAX_BYTES,
+    TLS_PROBE,
     WHAT,
     BoundedTransport,
     ClientTransport,
+    LazyTrustTransport,
     TransferLimits,
 )
 
@@ -202,6 +204,7 @@ class RegistryClient:
         )
         # (repository, digest) -> the tag whose HEAD reported that digest
         self._reported: dict[tuple[str, str], str] = {}
+        self._lazy_trust: LazyTrustTransport | None = None
         self._http = self._make_http()
         self._auth = Authenticator(self._load_credentials, self._send_token_request)
 
@@ -216,7 +219,14 @@ class RegistryClient:
                 max_connections=max(4, o.parallelism * 2),
                 max_keepalive_connections=max(2, o.parallelism),
             )
-            wire = ClientTransport(httpx.Client(verify=self._verify(), limits=limits))
+            verify = self._verify()
+            if verify is True:  # the default trust store: loaded when first needed
+                self._lazy_trust = LazyTrustTransport(
+                    lambda v: httpx.Client(verify=v, limits=limits)
+                )
+                wire = self._lazy_trust
+            else:
+                wire = ClientTransport(httpx.Client(verify=verify, limits=limits))
         return httpx.Client(
             transport=RetryTransport(BoundedTransport(wire, self._limits), self._retry),
             timeout=httpx.Timeout(o.timeout),
@@ -332,6 +342,19 @@ class RegistryClient:
         first_exc: BaseException | None = None
         for scheme in schemes:
             url = f"{scheme}://{self.host}/v2/"
+            if scheme == "https" and len(schemes) > 1 and self._lazy_trust is not None:
+                # Does it speak TLS at all? Asked without loading the trust store, which a
+                # plain-http loopback registry never needs; one that does speak TLS is then
+                # pinged again below, verified (its probe's answer is not trusted).
+                probe = self._http.build_request(
+                    "GET", url, extensions={REPLAY: Replay.PROBE, TLS_PROBE: True}
+                )
+                try:
+                    self._http.send(probe).close()
+                except httpx.TransportError as exc:
+                    last_exc = exc
+                    first_exc = first_exc or exc
+                    continue
             # A probe: TLS failures and refusals will not heal by waiting, try the next scheme.
             request = self._http.build_request("GET", url, extensions={REPLAY: Replay.PROBE})
             try:

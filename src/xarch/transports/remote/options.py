@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-import httpx
+from typing import TYPE_CHECKING, Literal
 
 from xarch import __version__
+
+if TYPE_CHECKING:
+    import httpx  # a test seam's type only: RegistryOptions must not import httpx
 
 MiB = 1024 * 1024
 

@@ -85,6 +85,8 @@ class RemoteSink:
         self.client = client or RegistryClient(ref.registry, options, on_event=on_event)
         self._monolithic_max = monolithic_max
         self._root: tuple[bytes, str, Digest] | None = None
+        # (digest, whether the target name held it) as has_root last saw it
+        self._probed: tuple[Digest, bool] | None = None
         self.pushed: Digest | None = None  # digest of the committed root
 
     def has_blob(self, desc: Descriptor) -> bool:
@@ -111,6 +113,22 @@ class RemoteSink:
             return False
         return have is not None and have.digest == digest
 
+    def _target(self) -> str:
+        if self.ref.tag is not None:
+            return self.ref.tag
+        if self.ref.digest is not None:
+            return str(self.ref.digest)
+        return _DEFAULT_TAG
+
+    def has_root(self, root: Descriptor) -> bool:
+        """True when the target name already resolves to ``root``: the registry accepted it,
+        so it holds everything ``root`` references (see ``RootProbe``)."""
+        if self.ref.digest is not None and self.ref.digest != root.digest:
+            return False  # commit reports the mismatch
+        present = self._present(self._target(), root.digest)
+        self._probed = (root.digest, present)
+        return present
+
     def commit(self) -> None:
         if self._root is None:
             raise XarchError(f"nothing to commit to {self.name}: no root manifest was written")
@@ -119,13 +137,14 @@ class RemoteSink:
             raise IntegrityError(
                 f"{self.name}: the image to push has digest {digest}, the reference pins {self.ref.digest}"
             )
-        if self.ref.tag is not None:
-            target = self.ref.tag
-        elif self.ref.digest is not None:
-            target = str(self.ref.digest)
+        target = self._target()
+        # has_root already asked the registry about this digest: no second HEAD for the same
+        # answer (a PUT is idempotent should the name have changed since)
+        if self._probed is not None and self._probed[0] == digest:
+            present = self._probed[1]
         else:
-            target = _DEFAULT_TAG
-        if not self._present(target, digest):
+            present = self._present(target, digest)
+        if not present:
             self.client.put_manifest(self.ref.repository, target, raw, media_type)
         self.pushed = digest
 

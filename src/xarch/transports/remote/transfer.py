@@ -10,6 +10,7 @@ spans several requests (a blob resumed with Range) travel in ``request.extension
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -135,3 +136,38 @@ class ClientTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._client.close()
+
+
+# Request extension: this https request only asks whether the server speaks TLS at all.
+TLS_PROBE = "xarch.tls_probe"
+
+
+class LazyTrustTransport(httpx.BaseTransport):
+    """The wire for the default trust store, which costs ~25 ms to load (certifi's bundle):
+    loaded only on the first https request that verifies a certificate. Plain-http requests
+    and ``TLS_PROBE`` requests (nothing is trusted from them) go through a client that
+    verifies nothing, so a no-change push to a plain-http loopback registry never loads it."""
+
+    def __init__(self, make: Callable[[bool], httpx.Client]) -> None:
+        self._make = make  # verify -> client
+        self._clients: dict[bool, httpx.Client] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, verify: bool) -> httpx.Client:
+        client = self._clients.get(verify)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(verify)
+                if client is None:
+                    client = self._clients[verify] = self._make(verify)
+        return client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        verify = request.url.scheme == "https" and not request.extensions.get(TLS_PROBE)
+        return self._client(verify).send(request, stream=True)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
