@@ -12,6 +12,7 @@ SYSTEM_PACKAGES=(
   docker-registry                # the CNCF distribution registry, for integration tests
   skopeo umoci docker.io buildah podman  # interop checks
   apache2-utils                  # htpasswd for registry auth tests
+  golang-github-containers-common  # /usr/share/containers/seccomp.json: RUN's default filter
   uidmap fuse-overlayfs iproute2 ca-certificates
 )
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import diffids
 from conformance.harness import CORPUS, DEFAULT_PLATFORMS, BuildKitCli, Harness
 from helpers import buildkit
 from helpers.registry import registry_available
@@ -124,8 +125,18 @@ def harness(buildkit_cli: BuildKitCli, http_url: str,
         finally:
             sink.close()
             src.close()
-        yield Harness(store, reg.url, buildkit_cli, tmp_path_factory.mktemp("conformance-work"),
-                      http_url, opts)
+        epoch = os.environ.get(diffids.EPOCH_ENV)
+        h = Harness(store, reg.url, buildkit_cli, tmp_path_factory.mktemp("conformance-work"),
+                    http_url, opts, epoch=int(epoch) if epoch else None)
+        yield h
+        report_to = os.environ.get(diffids.REPORT_ENV)
+        if report_to:
+            Path(report_to).write_text(diffids.report(
+                pair
+                for name, built in sorted(h.built().items())
+                for platform, ours, theirs in diffids.by_platform(built.xarch, built.buildkit)
+                for pair in diffids.pair_layers(name, platform, ours.config, theirs.config)
+            ))
     finally:
         reg.stop()
         if old is None:

@@ -101,7 +101,9 @@ class Harness:
     """Session-wide: one store, one registry, one buildkitd; every case built once."""
 
     def __init__(self, store: LocalStore, registry: str, buildkit: BuildKitCli, work: Path,
-                 http_url: str, registry_options: Any) -> None:
+                 http_url: str, registry_options: Any, epoch: int | None = None) -> None:
+        # epoch: both builders clamp every time to it (the diffID report, diffids.py)
+        self.epoch = epoch
         self.store = store
         self.registry = registry
         self.buildkit = buildkit
@@ -115,6 +117,11 @@ class Harness:
         self._lock = threading.RLock()
 
     # -- orchestration -------------------------------------------------------------------
+
+    def built(self) -> dict[str, Built]:
+        """Every case built so far."""
+        with self._lock:
+            return dict(self._built)
 
     def get(self, name: str) -> Built:
         with self._lock:
@@ -206,7 +213,7 @@ class Harness:
             target=case.spec.get("target"),
             labels=dict(case.spec.get("labels") or {}),
             secrets=tuple(Secret(id=k, src=str(v)) for k, v in self._secret_files(case).items()),
-            registry_options=self.registry_options,
+            registry_options=self.registry_options, source_date_epoch=self.epoch,
         ), store=self.store)
         return self.store_views(res.root)
 
@@ -240,7 +247,10 @@ class Harness:
                 "--opt", "filename=Dockerfile", "--opt", "platform=" + ",".join(case.platforms),
                 # RUN --network=host (the daemon's config grants it; the default is host too)
                 "--allow", "network.host",
-                "--output", f"type=oci,dest={layout},tar=false"]
+                "--output", f"type=oci,dest={layout},tar=false"
+                + (",rewrite-timestamp=true" if self.epoch is not None else "")]
+        if self.epoch is not None:
+            args += ["--opt", f"build-arg:SOURCE_DATE_EPOCH={self.epoch}"]
         if case.name in self.parents:
             args += ["--output",
                      f"type=image,name={self._image_name(case.name, 'buildkit')},push=true"]

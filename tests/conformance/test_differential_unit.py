@@ -226,3 +226,29 @@ def test_every_recorded_difference_is_in_compat_md() -> None:
     for case in load_cases():
         if case.spec.get("deviations") or case.spec.get("known_differences") or case.spec.get("xfail"):
             assert f"`{case.name}`" in compat, f"{case.name} records a difference compat.md omits"
+
+
+# -- the diffID report ---------------------------------------------------------------------
+
+
+def test_diffid_pairs_and_report() -> None:
+    from conformance import diffids
+
+    def cfg(ids: list[str], hist: list[tuple[str, bool]]) -> dict[str, object]:
+        return {"rootfs": {"type": "layers", "diff_ids": ids},
+                "history": [{"created_by": c, **({"empty_layer": True} if e else {})}
+                            for c, e in hist]}  # fmt: skip
+
+    theirs = cfg(["sha256:a", "sha256:b", "sha256:c"],
+                 [("ENV x=1", True), ("COPY f /f # buildkit", False),
+                  ("RUN /bin/sh -c make # buildkit", False), ("ADD u /u # buildkit", False)])
+    ours = cfg(["sha256:a", "sha256:X"], [])
+    pairs = diffids.pair_layers("c1", "linux/amd64", ours, theirs)
+    assert [(p.instruction, p.equal) for p in pairs] == [("COPY", True), ("RUN", False),
+                                                         ("ADD", False)]
+    text = diffids.report(pairs)
+    assert text.startswith("diffID equal to BuildKit v0.32's: 1 of 3 layers (33 %)")
+    assert "| COPY | 1 | 1 | 100 % |" in text and "- `c1` [linux/amd64] RUN:" in text
+    assert diffids.by_platform({"linux/arm64": 1, "linux/amd64": 2},
+                               {"linux/arm64/v8": 3}) == [("linux/arm64", 1, 3)]
+    assert diffids.report([]) == "no layers compared\n"

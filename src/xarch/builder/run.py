@@ -23,7 +23,8 @@ from xarch.executor import mounts as xmounts
 from xarch.executor.emulation import EmulationStatus
 from xarch.executor.runtime import ContainerExitError, RuntimeProber
 from xarch.executor.runtime import run as run_container
-from xarch.executor.spec import NetworkMode, runtime_spec
+from xarch.executor.seccomp import default_profile as default_seccomp
+from xarch.executor.spec import DEFAULT_CAPABILITIES, NetworkMode, runtime_spec
 from xarch.image.select import match
 from xarch.image.view import open_root, root_platforms
 from xarch.oci.config import ImageConfig
@@ -147,6 +148,7 @@ def run_image(
                     cwd=conf.get("WorkingDir") or "/", user=(uid, gid, groups), hostname="xarch",
                     rootfs=str(merged), network=network, platform=p,
                     resolv_conf=str(net.resolv_conf), hosts_file=str(net.hosts),
+                    seccomp=default_seccomp(DEFAULT_CAPABILITIES),  # as docker run does
                 )
                 try:
                     run_container(spec, step / "bundle", runtime=runtime, stdout_cb=collect,

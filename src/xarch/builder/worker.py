@@ -66,7 +66,8 @@ from xarch.executor.runtime import (
     remove_containers,
 )
 from xarch.executor.runtime import run as run_container
-from xarch.executor.spec import KEPT_MOUNT_POINTS, NetworkMode, runtime_spec
+from xarch.executor.seccomp import default_profile as default_seccomp
+from xarch.executor.spec import DEFAULT_CAPABILITIES, KEPT_MOUNT_POINTS, NetworkMode, runtime_spec
 from xarch.frontend.dockerfile.dockerignore import PatternMatcher
 from xarch.graph.ops import ContextOp, CopyOp, ExecOp, ImageOp, MkdirOp, MountSpec, Vertex
 from xarch.oci.config import ImageConfig
@@ -547,6 +548,7 @@ class BuildWorker:
                 hostname="buildkitsandbox", rootfs=str(merged), mounts=spec_mounts,
                 network=network, platform=op.platform, resolv_conf=str(netfiles.resolv_conf),
                 hosts_file=str(netfiles.hosts),
+                seccomp=default_seccomp(DEFAULT_CAPABILITIES),  # as BuildKit: the default filter
             )
             # /dev, /proc and /sys stay in the layer of the first RUN on a base lacking them,
             # 0755 root, as BuildKit leaves them (docs/compat.md): made here, so whatever the

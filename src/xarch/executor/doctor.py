@@ -149,6 +149,23 @@ def _userns_check() -> Check:
     return Check("user namespaces", True, f"available (max {limit})")
 
 
+def _seccomp_check() -> Check:
+    from xarch.errors import XarchError
+    from xarch.executor import seccomp
+    from xarch.executor.spec import DEFAULT_CAPABILITIES
+
+    path = seccomp.profile_path()
+    if path is None:
+        return Check("seccomp", False, f"no profile ({seccomp.DEFAULT_PROFILE} missing or "
+                     f"{seccomp.PROFILE_ENV}=unconfined): RUN steps run without a filter")
+    try:
+        prof = seccomp.default_profile(DEFAULT_CAPABILITIES)
+    except XarchError as e:
+        return Check("seccomp", False, str(e))
+    n = len(prof["syscalls"]) if prof else 0
+    return Check("seccomp", True, f"RUN steps filtered by {path} ({n} rules for this host)")
+
+
 def _verify(st: EmulationStatus) -> EmulationStatus:
     """Run a tiny exit(42) binary of that arch through the registered handler."""
     arch = qemu_arch(st.platform)
@@ -198,6 +215,7 @@ def doctor(
         )
     )
     checks.append(_userns_check())
+    checks.append(_seccomp_check())
     checks.append(
         Check(
             "root",

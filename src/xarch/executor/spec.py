@@ -14,7 +14,7 @@ namespace too, and exists separately because the solver gates it behind the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from xarch.errors import UsageError
@@ -163,6 +163,7 @@ def runtime_spec(
     capabilities: Sequence[str] = DEFAULT_CAPABILITIES,
     resolv_conf: str | None = None,
     hosts_file: str | None = None,
+    seccomp: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete OCI runtime-spec document for one process.
 
@@ -170,7 +171,9 @@ def runtime_spec(
     compatible sibling of ``host`` (then the spec asks for the LINUX32 personality). Foreign
     architectures need no spec changes: binfmt_misc with the fix-binary flag runs them.
     ``resolv_conf``/``hosts_file`` are host paths of generated files (see
-    :func:`xarch.executor.mounts.write_network_files`), bind-mounted read-only.
+    :func:`xarch.executor.mounts.write_network_files`), bind-mounted read-only. ``seccomp``
+    is the ``linux.seccomp`` filter (:func:`xarch.executor.seccomp.default_profile`; None:
+    unconfined).
     """
     if not args or any(not isinstance(a, str) or "\x00" in a for a in args):
         raise UsageError("a build step needs a non-empty command without NUL bytes")
@@ -240,6 +243,8 @@ def runtime_spec(
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }
+    if seccomp is not None:
+        linux["seccomp"] = dict(seccomp)
     if host is not None and (host.architecture, platform.architecture) in _COMPAT32:
         linux["personality"] = {"domain": "LINUX32"}
 
