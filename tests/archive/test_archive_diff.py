@@ -214,3 +214,17 @@ def test_real_overlay_mount_diff_round_trip(tmp_path: Path) -> None:
         assert snapshot(merged2, whole_seconds=True) == expected
     finally:
         subprocess.run(["umount", str(merged2)], check=True)
+
+
+@pytest.mark.parametrize("epoch", [None, 1700000000, T0 - 10])
+def test_whiteouts_have_mtime_zero_whatever_the_epoch(tmp_path: Path, epoch: int | None) -> None:
+    """BuildKit v0.32 writes every whiteout with mtime 0, with SOURCE_DATE_EPOCH too
+    (seen in its layers with rewrite-timestamp=true): the diffID depends on it."""
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    _lower(lower)
+    subprocess.run(["cp", "-a", str(lower), str(upper)], check=True)
+    _mutate(upper)
+    entries = list(diff_trees(lower, upper, source_date_epoch=epoch))
+    whiteouts = [e for e in entries if os.path.basename(e.path).startswith(".wh.")]
+    assert whiteouts, [e.path for e in entries]
+    assert all(e.mtime == 0 for e in whiteouts), [(e.path, e.mtime) for e in whiteouts]

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 _V = TypeVar("_V")
 
 EPOCH_ENV = "XARCH_TIER_EPOCH"
+_INSTRUCTIONS = frozenset("ADD COPY RUN WORKDIR ENV ARG LABEL USER CMD ENTRYPOINT EXPOSE VOLUME "
+                          "SHELL STOPSIGNAL HEALTHCHECK ONBUILD MAINTAINER".split())
 REPORT_ENV = "XARCH_DIFFID_REPORT"
 
 
@@ -37,7 +39,10 @@ def _instruction(created_by: str) -> str:
     if text.startswith("|"):  # BuildKit's "|N ARG=v ... " prefix of RUN with build args
         text = "RUN"
     word = text.split(" ", 1)[0].upper() if text else "?"
-    return word if word.isalpha() else "RUN"
+    if not word.isalpha():
+        return "RUN"
+    # what the base image's own history says (``xarch bootstrap …``) is not a Dockerfile step
+    return word if word in _INSTRUCTIONS else "base image"
 
 
 def _layer_history(cfg: Mapping[str, Any]) -> list[str]:

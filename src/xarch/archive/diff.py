@@ -48,7 +48,7 @@ def diff_overlay_upper(
 ) -> Iterator[TarEntry]:
     """OCI changeset of an overlayfs upperdir (whiteout devices → ``.wh.``, opaque → ``.wh..wh..opq``)."""
     root = Path(upper)
-    wh_mtime = source_date_epoch or 0
+    wh_mtime = 0  # whiteouts: mtime 0 whatever the epoch, as BuildKit v0.32 writes them
     seen: dict[tuple[int, int], str] = {}
     for rel, full, st in walk_tree(root):
         bad = overlay_unsupported_xattr(full)
@@ -133,7 +133,7 @@ def diff_trees(
 ) -> Iterator[TarEntry]:
     """OCI changeset turning the tree ``lower`` into the tree ``upper`` (copy-based differ)."""
     lroot, uroot = Path(lower), Path(upper)
-    wh_mtime = source_date_epoch or 0
+    wh_mtime = 0  # whiteouts: mtime 0 whatever the epoch, as BuildKit v0.32 writes them
     seen: dict[tuple[int, int], str] = {}
     # Directories we descended into without emitting them yet: [entry, emitted?]
     pending: list[list[object]] = []
