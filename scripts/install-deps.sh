@@ -14,6 +14,7 @@ SYSTEM_PACKAGES=(
   apache2-utils                  # htpasswd for registry auth tests
   golang-github-containers-common  # /usr/share/containers/seccomp.json: RUN's default filter
   uidmap fuse-overlayfs iproute2 ca-certificates
+  git                            # ADD <git repository>; git daemon in the tests
 )
 
 missing=()

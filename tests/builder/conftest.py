@@ -211,3 +211,22 @@ def usable() -> str | None:
 def benv(build_home: Path) -> BuildEnv:
     """The session store with ``BASE`` (busybox-static, five platforms) named in it."""
     return make_build_env(build_home)
+
+
+@dataclass
+class GitServer:
+    """Repositories under ``base`` served by ``git daemon`` at ``url`` (git://127.0.0.1:P)."""
+
+    base: Path
+    url: str
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    from builder.gitserver import git_daemon
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    base = tmp_path_factory.mktemp("git-repos")
+    with git_daemon(base) as url:
+        yield GitServer(base, url)

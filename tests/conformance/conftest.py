@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,13 +90,39 @@ def http_url() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.fixture(scope="session")
+def git_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``git daemon`` on 127.0.0.1 for ``ADD <git repository>`` (both builders clone from it):
+    ``repo.git`` holds a commit of ``corpus/_git/repo/`` (fixed author and dates) tagged
+    ``v1``, and ``main`` one commit later (adds ``VERSION``)."""
+    from builder.gitserver import commit, git_daemon, make_repo, run_git
+
+    if shutil.which("git") is None:
+        missing("git")
+    base = tmp_path_factory.mktemp("conformance-git")
+    work = base.parent / (base.name + "-work")
+    src = CORPUS / "_git" / "repo"
+    files = {str(p.relative_to(src)): p.read_text() for p in sorted(src.rglob("*")) if p.is_file()}
+    modes = {rel: 0o755 for rel in files if os.access(src / rel, os.X_OK)}
+    make_repo(work, files, modes=modes)
+    # commits new to every session: a long-lived buildkitd must not reuse a checkout it made
+    # for an earlier session's port (its git snapshots are keyed by commit, not by remote)
+    run_git("commit", "-q", "--amend", "-m", f"corpus {os.getpid()} {time.time_ns()}", cwd=work)
+    run_git("tag", "v1", cwd=work)
+    # main one commit past v1: a --depth=1 fetch of one never brings the other's tag along
+    commit(work, {"VERSION": "2\n"})
+    run_git("clone", "-q", "--bare", str(work), str(base / "repo.git"), cwd=base)
+    with git_daemon(base) as url:
+        yield url
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 @pytest.fixture(scope="session")
-def harness(buildkit_cli: BuildKitCli, http_url: str,
+def harness(buildkit_cli: BuildKitCli, http_url: str, git_url: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     from xarch.builder.bootstrap import BootstrapOptions, bootstrap
     from xarch.oci.platform import Platform
@@ -127,7 +154,7 @@ def harness(buildkit_cli: BuildKitCli, http_url: str,
             src.close()
         epoch = os.environ.get(diffids.EPOCH_ENV)
         h = Harness(store, reg.url, buildkit_cli, tmp_path_factory.mktemp("conformance-work"),
-                    http_url, opts, epoch=int(epoch) if epoch else None)
+                    http_url, opts, epoch=int(epoch) if epoch else None, git_url=git_url)
         yield h
         report_to = os.environ.get(diffids.REPORT_ENV)
         if report_to:

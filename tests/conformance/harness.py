@@ -24,7 +24,8 @@ A case is a directory ``corpus/<name>/`` with a ``Dockerfile``, its context file
 
 Dockerfile templates: ``@BASE@`` is the busybox base in the local registry, ``@PARENT@`` the
 parent case's image as each builder named it, ``@HTTP@`` the base URL of a static HTTP server
-serving ``corpus/_http/``. ``case.toml`` and ``Dockerfile*`` are not part of the context.
+serving ``corpus/_http/``, ``@GIT@`` the base URL (git://) of a ``git daemon`` serving
+``repo.git``: ``corpus/_git/repo/`` committed and tagged ``v1``, ``main`` one commit later. ``case.toml`` and ``Dockerfile*`` are not part of the context.
 
 BuildKit builds every platform of a case in one ``buildctl build`` into an OCI layout; a case
 that is another's parent is also pushed to the local registry, where the child's ``FROM``
@@ -101,7 +102,8 @@ class Harness:
     """Session-wide: one store, one registry, one buildkitd; every case built once."""
 
     def __init__(self, store: LocalStore, registry: str, buildkit: BuildKitCli, work: Path,
-                 http_url: str, registry_options: Any, epoch: int | None = None) -> None:
+                 http_url: str, registry_options: Any, epoch: int | None = None,
+                 git_url: str = "") -> None:
         # epoch: both builders clamp every time to it (the diffID report, diffids.py)
         self.epoch = epoch
         self.store = store
@@ -109,6 +111,7 @@ class Harness:
         self.buildkit = buildkit
         self.work = work
         self.http_url = http_url
+        self.git_url = git_url
         self.registry_options = registry_options
         self.base = f"{registry}/base/busybox:bookworm"
         self.cases = {c.name: c for c in load_cases()}
@@ -160,6 +163,7 @@ class Harness:
     def _template(self, case: Case, builder: str) -> str:
         text = (case.dir / "Dockerfile").read_text()
         text = text.replace("@BASE@", self.base).replace("@HTTP@", self.http_url)
+        text = text.replace("@GIT@", self.git_url)
         if "parent" in case.spec:
             text = text.replace("@PARENT@", self._image_name(case.spec["parent"], builder))
         return text

@@ -43,6 +43,7 @@ from xarch.archive.entry import TarEntry
 from xarch.archive.tarwriter import read_xattrs
 from xarch.archive.whiteout import is_overlay_opaque, is_overlay_whiteout
 from xarch.builder import fileop
+from xarch.builder import git as gitsrc
 from xarch.builder.layers import store_layer
 from xarch.builder.users import resolve_chown, resolve_user
 from xarch.content.store import ContentStore
@@ -298,6 +299,7 @@ class BuildWorker:
         self._snap_chains: dict[str, Digest | None] = {}  # snapshot key -> its parents' chain
         self._downloads: dict[str, _Download] = {}
         self._fetch_locks: dict[str, threading.Lock] = {}
+        self._git_resolved: dict[str, gitsrc.Resolved] = {}
         self._dl_dir: Path | None = None
         self._cache_locks: dict[str, threading.Lock] = {}
 
@@ -376,11 +378,15 @@ class BuildWorker:
 
     def copy_checksum(self, op: CopyOp, source: Result) -> str:
         urls = [s for s in op.sources if _is_url(s)]
-        local = tuple(s for s in op.sources if not _is_url(s))
+        repos = _git_sources(op)
+        local = tuple(s for s in op.sources if not _is_url(s) and s not in repos)
         parts = []
         for url in urls:
             # BuildKit: a pinned --checksum is the key; else the content decides (re-fetched)
             parts.append(f"url:{url}:" + (op.checksum or str(self._fetch(url, "").digest)))
+        for src, ref in repos.items():
+            # BuildKit's git source: the commit the ref names now (ls-remote once per build)
+            parts.append(gitsrc.cache_key(ref, self._resolve_git(src, ref)))
         if source.local_dir is not None and local:
             parts.append(fileop.checksum(self._tree, local, op.excludes))
         return ",".join(parts)  # a stage or image source: its cache key already names its content
@@ -725,13 +731,17 @@ class BuildWorker:
             else:
                 tree, from_context = self._source_tree(inputs[1], stack)
                 urls = [s for s in op.sources if _is_url(s)]
+                repos = _git_sources(op)
                 if urls and not op.is_add:
                     raise InputError(f"COPY {urls[0]}: source can't be a URL", hint="use ADD")
-                if op.checksum and not urls:
-                    raise InputError("ADD --checksum is only supported for HTTP(S) sources")
+                if op.checksum and not urls and not repos:
+                    raise InputError("ADD --checksum requires HTTP(S) or Git sources")
                 for url in urls:
                     self._add_url(merged, op, url, owner, mode)
-                op = dataclasses.replace(op, sources=tuple(s for s in op.sources if not _is_url(s)))
+                for src, ref in repos.items():
+                    self._add_git(merged, op, src, ref, owner, mode)
+                op = dataclasses.replace(op, sources=tuple(s for s in op.sources
+                                                           if not _is_url(s) and s not in repos))
                 if not op.sources:
                     pass  # only URLs
                 elif op.is_add and op.unpack is not False:
@@ -781,6 +791,36 @@ class BuildWorker:
         os.chown(p, *(owner or (0, 0)))
         if got.mtime is not None:
             os.utime(p, (got.mtime, got.mtime))
+
+    def _resolve_git(self, src: str, ref: gitsrc.GitRef) -> gitsrc.Resolved:
+        """The commit ``ref`` names, asked of the remote once per build (per URL and ref)."""
+        key = f"{ref.remote}#{ref.ref}" + (f"@{ref.checksum}" if ref.fetch_by_commit else "")
+        with self._lock:
+            lock = self._fetch_locks.setdefault("git:" + key, threading.Lock())
+        with self._busy(), lock:
+            got = self._git_resolved.get(key)
+            if got is None:
+                ask = ref if ref.fetch_by_commit else dataclasses.replace(ref, checksum="")
+                got = gitsrc.resolve(ask, src)
+                self._git_resolved[key] = got
+        # the checksum is checked on every use (two ADDs may pin the same ref differently)
+        return gitsrc.check_checksum(ref, got, src)
+
+    def _add_git(self, root: Path, op: CopyOp, src: str, ref: gitsrc.GitRef,
+                 owner: tuple[int, int] | None, mode: int | None) -> None:
+        """ADD <git repository> <dest>: the checkout's files onto dest like a local directory
+        (owned by root or --chown, --chmod on all, --exclude honoured)."""
+        resolved = self._resolve_git(src, ref)
+        with self._busy():
+            work, top = gitsrc.checkout(ref, resolved, src, self.home / "git", self.tmp_dir)
+        try:
+            dest = op.dest if op.dest.endswith("/") else op.dest + "/"
+            fileop.copy(fileop.SourceTree(top), root, fileop.CopySpec(
+                sources=(".",), dest=dest, owner=owner, mode=mode, excludes=op.excludes,
+                from_context=True, created_mtime=self._created_mtime,
+            ))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _write_inline(self, root: Path, op: CopyOp, owner: tuple[int, int] | None, mode: int | None) -> None:
         for name, data in op.inline_files:
@@ -905,7 +945,30 @@ def prune_copied_up_dirs(upper: Path, lowers: Sequence[Path]) -> int:
 
 
 def _is_url(src: str) -> bool:
-    return src.startswith(("http://", "https://"))
+    """An HTTP(S) download: not a git repository (``https://host/repo.git``)."""
+    return src.startswith(("http://", "https://")) and not _is_git(src)
+
+
+def _is_git(src: str) -> bool:
+    try:
+        return gitsrc.parse_git_ref(src) is not None
+    except InputError:
+        return True  # a git URL with a bad query: an error when it is used
+
+
+def _git_sources(op: CopyOp) -> dict[str, gitsrc.GitRef]:
+    """The sources of ``op`` that are git repositories, parsed, with ADD's flags applied."""
+    found: dict[str, gitsrc.GitRef] = {}
+    for s in op.sources:
+        ref = gitsrc.parse_git_ref(s)
+        if ref is None:
+            continue
+        if not op.is_add:
+            raise InputError(f"COPY {s}: source can't be a git ref for COPY", hint="use ADD")
+        if op.checksum and len(op.sources) != 1:
+            raise InputError("ADD --checksum can't be specified for multiple sources")
+        found[s] = gitsrc.apply_add_flags(ref, s, keep_git_dir=op.keep_git_dir, checksum=op.checksum)
+    return found
 
 
 @dataclass(frozen=True)
