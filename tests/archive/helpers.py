@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import tarfile
+from typing import Any
 
 
-def make_tar(*members: tuple[str, str, str | bytes]) -> bytes:
-    """members: (kind, name, payload) with kind in file|dir|symlink|hardlink|chr|fifo."""
+def make_tar(*members: tuple[Any, ...]) -> bytes:
+    """members: (kind, name, payload[, mode[, uid]]) with kind in
+    file|dir|symlink|hardlink|chr|fifo; uid also sets the gid."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for kind, name, payload in members:
+        for kind, name, payload, *rest in members:
             ti = tarfile.TarInfo(name)
             ti.mtime = 1_600_000_000
             data = b""
@@ -34,5 +36,9 @@ def make_tar(*members: tuple[str, str, str | bytes]) -> bytes:
                 ti.type = tarfile.FIFOTYPE
             else:
                 raise ValueError(kind)
+            if rest:
+                ti.mode = rest[0]
+            if len(rest) > 1:
+                ti.uid = ti.gid = rest[1]
             tf.addfile(ti, io.BytesIO(data) if data else None)
     return buf.getvalue()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import os
 import stat
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from tests.archive.helpers import make_tar
 
 from xarch.archive.apply import apply_layer
 
@@ -24,33 +25,7 @@ OUTSIDE_ABS = "/xarch-test-outside-root-3f9c/lib"
 
 
 def tar(layer: Layer) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for kind, name, payload, *rest in layer:
-            ti = tarfile.TarInfo(name)
-            ti.mtime = 1_600_000_000
-            data = b""
-            if kind == "file":
-                data = payload.encode() if isinstance(payload, str) else payload
-                ti.size = len(data)
-                ti.mode = 0o644
-            elif kind == "dir":
-                ti.type = tarfile.DIRTYPE
-                ti.mode = 0o755
-            elif kind == "symlink":
-                ti.type = tarfile.SYMTYPE
-                ti.linkname = payload
-            elif kind == "hardlink":
-                ti.type = tarfile.LNKTYPE
-                ti.linkname = payload
-            else:
-                raise ValueError(kind)
-            if rest:
-                ti.mode = rest[0]
-            if len(rest) > 1:
-                ti.uid = ti.gid = rest[1]
-            tf.addfile(ti, io.BytesIO(data) if data else None)
-    return buf.getvalue()
+    return make_tar(*layer)
 
 
 DEBIAN = [("dir", "usr/", ""), ("dir", "usr/lib/", ""), ("file", "usr/lib/libc.so", "c")]
