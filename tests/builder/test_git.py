@@ -252,3 +252,28 @@ def test_fetch_by_commit_needs_no_ls_remote(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="fetch-by-commit requires a full commit SHA"):
         g.apply_add_flags(g.GitRef(str(repo), checksum="abc", fetch_by_commit=True), "u",
                           keep_git_dir=False, checksum="")
+
+
+@needs_git
+@pytest.mark.parametrize("form", ["file://{p}", "{p}"])
+def test_a_submodule_cannot_pull_in_a_repository_of_this_machine(
+    tmp_path: Path, form: str
+) -> None:
+    """CVE-2022-39253 class: a remote's .gitmodules naming a local path must not copy this
+    machine's repository into the image (git's protocol.file.allow=user stays in force)."""
+    secret = tmp_path / "host-secret"
+    make_repo(secret, {"id_rsa": "PRIVATE KEY\n"})
+    remote = tmp_path / "remote"
+    make_repo(remote, {"a.txt": "A\n"})
+    run_git("-c", "protocol.file.allow=always", "submodule", "add", "-q",
+            form.format(p=secret), "leak", cwd=remote)  # fmt: skip
+    run_git("commit", "-q", "-m", "with a submodule", cwd=remote)
+    ref = g.GitRef(str(remote), ref="main")
+    leaked = False
+    try:
+        _work, top = g.checkout(ref, g.resolve(ref, "u"), "u", tmp_path / "repos", tmp_path)
+    except Exception as e:  # refusing the submodule is fine: one clear error
+        assert "leak" in str(e) or "file" in str(e), e
+    else:
+        leaked = (top / "leak" / "id_rsa").exists()
+    assert not leaked, "a submodule copied a repository of this machine into the checkout"

@@ -233,7 +233,9 @@ def git(*args: str, cwd: Path | None = None, git_dir: Path | None = None,
         cmd.append(f"--git-dir={git_dir}")
     if work_tree is not None:
         cmd.append(f"--work-tree={work_tree}")
-    cmd += ["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false", *args]
+    # git's default protocol.file.allow=user stays: a repository's submodule URL must never
+    # name a path on this machine (file:///root/..., CVE-2022-39253), only our own commands may
+    cmd += ["-c", "advice.detachedHead=false", *args]
     try:
         r = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
                            timeout=GIT_TIMEOUT, umask=0o022, stdin=subprocess.DEVNULL)
