@@ -30,6 +30,7 @@ stop() {  # stop the daemon whose pid is in $1, then unmount what it left under 
 }
 cleanup() {
   stop "$state/dockerd.pid" "$state/docker/root"
+  umount "$state/docker/exec/netns/default" 2>/dev/null || true  # dockerd's netns (not a tree: -R misses it)
   stop "$state/buildkit/buildkitd.pid" "$state/buildkit/root"
   rm -rf "$state" 2>/dev/null || true
 }
