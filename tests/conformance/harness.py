@@ -197,7 +197,11 @@ class Harness:
         for sid, value in (case.spec.get("secrets") or {}).items():
             p = self.work / "secrets" / case.name / sid
             p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(value)
+            # both builders call this while the other may be reading the file: write a temp
+            # file and rename it, never truncate in place (xarch once read an empty secret)
+            tmp = p.with_name(f".{sid}.{threading.get_ident()}.tmp")
+            tmp.write_text(value)
+            os.replace(tmp, p)
             files[sid] = p
         return files
 
